@@ -1,0 +1,107 @@
+"""The validation split: stratified per identity, optionally grouped, seeded by ``split_seed`` only.
+
+The split depends on the data's content, ``split_seed``, the fraction and the grouping; never on
+the training seed or the row order of train.csv. Each identity is shuffled by its own generator
+(seeded from ``split_seed`` and the identity's name), so adding one animal leaves the others'
+splits unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .tables import DataError
+
+SPLIT_FILE = "split.json"
+
+
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+    split_seed: int
+    val_fraction: float
+    group_column: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _identity_rng(split_seed: int, identity: str) -> np.random.Generator:
+    return np.random.default_rng([split_seed, zlib.crc32(identity.encode("utf-8"))])
+
+
+def make_split(
+    filenames,
+    labels,
+    val_fraction: float = 0.2,
+    split_seed: int = 314159,
+    groups=None,
+    group_column: str | None = None,
+) -> Split:
+    """Stratified split: per identity, round(fraction x groups) groups go to validation.
+
+    Identities with one image (or one group) stay in train; identities with two or more groups
+    put at least one group in validation and keep at least one in train. Without ``groups`` each
+    image is its own group. A group must not span identities.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    frame = pd.DataFrame({"filename": list(filenames), "identity": list(labels)})
+    frame["group"] = frame["filename"] if groups is None else [str(g) for g in groups]
+    spans = frame.groupby("group")["identity"].nunique()
+    if (spans > 1).any():
+        bad = spans[spans > 1].index[0]
+        raise DataError(f"group {bad!r} ({group_column or 'group'}) holds images of several identities")
+
+    train, val, notes = [], [], []
+    for identity, members in sorted(frame.groupby("identity"), key=lambda item: item[0]):
+        group_names = np.array(sorted(members["group"].unique()), dtype=object)
+        if len(group_names) < 2:
+            if len(members) >= 2:
+                notes.append(f"identity {identity!r}: one {group_column or 'group'} only, kept in train")
+            train.extend(members["filename"])
+            continue
+        n_val = int(np.clip(round(val_fraction * len(group_names)), 1, len(group_names) - 1))
+        shuffled = _identity_rng(split_seed, identity).permutation(group_names)
+        in_val = members["group"].isin(set(shuffled[:n_val]))
+        val.extend(members.loc[in_val, "filename"])
+        train.extend(members.loc[~in_val, "filename"])
+    return Split(
+        train=sorted(train),
+        val=sorted(val),
+        split_seed=split_seed,
+        val_fraction=val_fraction,
+        group_column=group_column,
+        notes=notes,
+    )
+
+
+def read_groups(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:
+    """The group of each filename, read from a metadata CSV joined on ``filename``."""
+    path = Path(metadata_csv)
+    if not path.is_file():
+        raise DataError(f"{path}: metadata file not found")
+    meta = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in ("filename", group_column):
+        if column not in meta.columns:
+            raise DataError(f"{path}: missing column {column!r} (found {','.join(meta.columns)})")
+    lookup = dict(zip(meta["filename"], meta[group_column]))
+    missing = [name for name in filenames if name not in lookup]
+    if missing:
+        raise DataError(f"{path}: no {group_column!r} for {len(missing)} image(s), first {missing[0]!r}")
+    return [lookup[name] for name in filenames]

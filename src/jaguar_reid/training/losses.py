@@ -1,0 +1,49 @@
+"""Training objective: ArcFace or softmax head, plus an optional batch-hard triplet term."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pytorch_metric_learning import losses, miners
+from torch import nn
+
+from ..config import Config
+
+
+class ReIDCriterion(nn.Module):
+    """loss = classification (ArcFace margin logits, or linear softmax) + w x batch-hard triplet.
+
+    ArcFace is pytorch-metric-learning's ``ArcFaceLoss`` (it owns the class-centre weights; its
+    margin is in degrees, so the seed's 0.5 rad is converted). Computed in float32.
+    """
+
+    def __init__(self, cfg: Config, num_classes: int, embedding_dim: int):
+        super().__init__()
+        if cfg.model.head == "arcface":
+            self.arcface = losses.ArcFaceLoss(
+                num_classes, embedding_dim, margin=math.degrees(cfg.model.arcface_margin), scale=cfg.model.arcface_scale
+            )
+            self.classifier = None
+        else:
+            self.arcface = None
+            self.classifier = nn.Linear(embedding_dim, num_classes)
+            self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
+        self.triplet_weight = cfg.loss.triplet_weight
+        if self.triplet_weight > 0:
+            self.triplet = losses.TripletMarginLoss(margin=cfg.loss.triplet_margin)
+            self.miner = miners.BatchHardMiner()
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        embeddings = embeddings.float()
+        if self.arcface is not None:
+            classification = self.arcface(embeddings, labels)
+        else:
+            classification = self.cross_entropy(self.classifier(embeddings), labels)
+        parts = {"classification": float(classification.detach())}
+        loss = classification
+        if self.triplet_weight > 0:
+            triplet = self.triplet(embeddings, labels, self.miner(embeddings, labels))
+            parts["triplet"] = float(triplet.detach())
+            loss = loss + self.triplet_weight * triplet
+        return loss, parts

@@ -1,0 +1,94 @@
+"""The validation split: stratified, deterministic, independent of row order and training seed."""
+
+import numpy as np
+import pytest
+
+from jaguar_reid.data import DataError, Split, make_split
+
+
+def _data(counts, seed=0):
+    files, labels = [], []
+    for identity, count in enumerate(counts):
+        for k in range(count):
+            files.append(f"img_{identity}_{k}.png")
+            labels.append(f"id{identity}")
+    order = np.random.default_rng(seed).permutation(len(files))
+    return [files[i] for i in order], [labels[i] for i in order]
+
+
+def test_stratified_per_identity():
+    files, labels = _data([13, 45, 183, 2])
+    split = make_split(files, labels, 0.2, 314159)
+    label_of = dict(zip(files, labels))
+    val_counts = {i: sum(label_of[f] == i for f in split.val) for i in set(labels)}
+    assert val_counts == {"id0": 3, "id1": 9, "id2": 37, "id3": 1}
+    assert sorted(split.train + split.val) == sorted(files)
+    assert not set(split.train) & set(split.val)
+
+
+def test_singletons_stay_in_train_and_pairs_give_one_to_val():
+    files, labels = _data([1, 2, 5])
+    split = make_split(files, labels)
+    assert "img_0_0.png" in split.train
+    assert sum(f.startswith("img_1_") for f in split.val) == 1
+    assert sum(f.startswith("img_1_") for f in split.train) == 1
+
+
+def test_independent_of_row_order():
+    a = make_split(*_data([10, 20, 30], seed=1))
+    b = make_split(*_data([10, 20, 30], seed=2))
+    assert a.val == b.val and a.train == b.train
+
+
+def test_split_seed_changes_split_and_is_repeatable():
+    files, labels = _data([20, 20, 20])
+    assert make_split(files, labels, split_seed=1).val == make_split(files, labels, split_seed=1).val
+    assert make_split(files, labels, split_seed=1).val != make_split(files, labels, split_seed=2).val
+
+
+def test_other_identities_do_not_move_an_identity():
+    files, labels = _data([20, 20])
+    more_files, more_labels = _data([20, 20, 30])
+    a = [f for f in make_split(files, labels).val if f.startswith("img_0_")]
+    b = [f for f in make_split(more_files, more_labels).val if f.startswith("img_0_")]
+    assert a == b
+
+
+def test_training_seed_cannot_reach_the_split():
+    """make_split has no training-seed input; global RNG state must not leak in either."""
+    files, labels = _data([15, 25])
+    np.random.seed(1)
+    a = make_split(files, labels)
+    np.random.seed(2)
+    import torch
+
+    torch.manual_seed(7)
+    assert make_split(files, labels).val == a.val
+
+
+def test_groups_stay_together():
+    files = [f"s{s}_{side}.jpg" for s in range(10) for side in ("left", "right")]
+    labels = ["a" if s < 5 else "b" for s in range(10) for _ in range(2)]
+    groups = [f"s{s}" for s in range(10) for _ in range(2)]
+    split = make_split(files, labels, 0.4, groups=groups, group_column="sighting")
+    for s in range(10):
+        assert (f"s{s}_left.jpg" in split.val) == (f"s{s}_right.jpg" in split.val)
+    assert len(split.val) == 8  # two of five sightings per identity
+
+
+def test_single_group_identity_stays_in_train_with_a_note():
+    split = make_split(["a.jpg", "b.jpg", "c.jpg", "d.jpg"], ["x", "x", "y", "y"], 0.5,
+                       groups=["g1", "g1", "g2", "g3"], group_column="sighting")
+    assert set(split.train) >= {"a.jpg", "b.jpg"}
+    assert split.notes == ["identity 'x': one sighting only, kept in train"]
+
+
+def test_group_spanning_identities_is_an_error():
+    with pytest.raises(DataError, match="group 'g' \\(sighting\\) holds images of several identities"):
+        make_split(["a", "b"], ["x", "y"], groups=["g", "g"], group_column="sighting")
+
+
+def test_round_trip(tmp_path):
+    split = make_split(*_data([5, 6]))
+    split.save(tmp_path / "split.json")
+    assert Split.load(tmp_path / "split.json") == split
