@@ -104,25 +104,21 @@ def _pair_scores(similarity: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray
 
 
 def _pair_auc_ap(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
+    """Tie-aware pair AUC and AP from sorted positive and negative scores (no argsort of all pairs)."""
+    pos, neg = np.sort(scores[positive]), np.sort(scores[~positive])
+    n_pos, n_neg = len(pos), len(neg)
     if n_pos == 0:
         return float("nan"), float("nan")
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    sorted_pos = positive[order]
-    is_end = np.ones(len(sorted_scores), dtype=bool)
-    is_end[:-1] = sorted_scores[:-1] != sorted_scores[1:]
-    ends = np.flatnonzero(is_end)
-    tp = np.cumsum(sorted_pos)[ends].astype(np.float64)
-    fp = (ends + 1) - tp
-    tp_prev = np.concatenate([[0.0], tp[:-1]])
-    fp_prev = np.concatenate([[0.0], fp[:-1]])
-    ap = float(np.sum((tp - tp_prev) * tp / (ends + 1)) / n_pos)
+    thresholds, counts = np.unique(pos, return_counts=True)
+    pos_at_or_above = n_pos - np.searchsorted(pos, thresholds, side="left")
+    neg_below = np.searchsorted(neg, thresholds, side="left")
+    neg_tied = np.searchsorted(neg, thresholds, side="right") - neg_below
+    neg_at_or_above = n_neg - neg_below
+    # Every positive of a tie group gets the precision at the end of its group.
+    ap = float(np.sum(counts * pos_at_or_above / (pos_at_or_above + neg_at_or_above)) / n_pos)
     if n_neg == 0:
         return float("nan"), ap
-    # Trapezoids between thresholds: a tied positive/negative pair counts one half.
-    auc = float(np.sum((fp - fp_prev) * (tp + tp_prev) / 2.0) / (n_pos * n_neg))
+    auc = float(np.sum(counts * (neg_below + 0.5 * neg_tied)) / (n_pos * n_neg))
     return auc, ap
 
 

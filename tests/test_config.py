@@ -1,0 +1,62 @@
+"""The typed config: presets, TOML files and command-line overrides."""
+
+import pytest
+
+from jaguar_reid.config import Config, ConfigError, load_config, preset_names
+
+
+def test_presets_are_shipped():
+    assert {"eva02-large-448", "resnet50-baseline", "convnext-triplet", "lite0-cpu"} <= set(preset_names())
+
+
+def test_eva02_preset_holds_the_seed_hyperparameters():
+    cfg = load_config("eva02-large-448")
+    assert cfg.model.backbone == "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k" and cfg.data.image_size == 448
+    assert (cfg.model.pooling, cfg.model.gem_p, cfg.model.head) == ("gem", 3.0, "arcface")
+    assert (cfg.model.arcface_scale, cfg.model.arcface_margin, cfg.loss.label_smoothing) == (30.0, 0.5, 0.0)
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.schedule.name, cfg.schedule.warmup_epochs) == (2e-5, 1e-3, "cosine", 0)
+    assert (cfg.train.batch_size, cfg.train.grad_accumulation, cfg.train.epochs) == (4, 8, 10)
+    assert (cfg.train.precision, cfg.train.channels_last, cfg.train.tf32, cfg.train.compile) == ("bf16", True, True, False)
+    assert (cfg.split.split_seed, cfg.train.seed, cfg.train.selection_metric) == (314159, 42, "pair_auc")
+    p = cfg.postprocess
+    assert (p.flip_tta, p.aqe_k, p.aqe_alpha, p.rerank_k1, p.rerank_k2, p.rerank_lambda, p.blend_weight, p.score_transform) == (
+        True, 3, 3.0, 20, 6, 0.3, 0.2, "clip")
+
+
+def test_baseline_preset():
+    cfg = load_config("resnet50-baseline")
+    assert (cfg.model.backbone, cfg.model.embedding_dim, cfg.model.head) == ("resnet50.a1_in1k", 512, "softmax")
+    assert (cfg.loss.label_smoothing, cfg.loss.triplet_weight, cfg.loss.triplet_margin) == (0.1, 0.2, 0.2)
+    assert (cfg.train.sampler, cfg.train.epochs) == ("pk", 8)
+
+
+def test_overrides_parse_types():
+    cfg = load_config("lite0-cpu", ["train.epochs=3", "postprocess.rerank=false", "data.alpha=gray",
+                                    "data.random_resized_crop_scale=[0.3, 1.0]", "optimizer.lr=1e-3"])
+    assert cfg.train.epochs == 3 and cfg.postprocess.rerank is False and cfg.data.alpha == "gray"
+    assert cfg.data.random_resized_crop_scale == (0.3, 1.0) and cfg.optimizer.lr == 1e-3
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=many", "preset lite0-cpu: train.epochs: Input should be a valid integer, unable to parse string as an integer"),
+    ("train.epoch=3", "preset lite0-cpu: train.epoch: Extra inputs are not permitted"),
+    ("data.alpha=purple", "preset lite0-cpu: data.alpha: Input should be 'keep', 'black', 'gray', 'white' or 'noise'"),
+    ("noequals", "override 'noequals': expected section.key=value"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config("lite0-cpu", [override])
+    assert str(error.value) == message
+
+
+def test_toml_file_round_trip(tmp_path):
+    cfg = load_config("resnet50-baseline", ["train.epochs=2"])
+    path = tmp_path / "mine.toml"
+    path.write_text(cfg.to_toml())
+    assert load_config(str(path)) == cfg
+
+
+def test_unknown_config():
+    with pytest.raises(ConfigError, match="unknown config 'nope': not a file, and not a preset"):
+        load_config("nope")
+    assert Config().train.epochs == 10

@@ -1,0 +1,135 @@
+"""Training: learns, is deterministic, resumes exactly after a kill, runs several seeds, refuses bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from jaguar_reid.config import load_config
+from jaguar_reid.data import DataError
+from jaguar_reid.data.synthetic import make_demo_data
+from jaguar_reid.training.trainer import RunFolderError, lr_factor, train
+
+TINY = ["model.backbone=resnet18", "model.pretrained=none", "model.embedding_dim=32", "data.image_size=48",
+        "train.batch_size=8", "train.images_per_identity=2", "train.epochs=3", "optimizer.lr=1e-3", "train.eval_batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def train_root(tmp_path_factory):
+    return make_demo_data(tmp_path_factory.mktemp("train") / "data", identities=8, scale=0.3, seed=11)
+
+
+def _history(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in rows]
+
+
+def test_pretrained_lite0_learns_beyond_frozen_features(train_root, tmp_path):
+    cfg = load_config("lite0-cpu", ["data.image_size=96", "train.epochs=4", "train.batch_size=16", "data.alpha=gray"])
+    summary = train(cfg, train_root, tmp_path / "run")
+    frozen, trained = summary["untrained"]["identity_balanced_map"], summary["best"]["identity_balanced_map"]
+    assert trained > frozen + 0.05, (frozen, trained)
+    for name in ("config.toml", "split.json", "labels.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
+                 "last_state.pt", "summary.json", "data.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    history = _history(tmp_path / "run")
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3, 4]
+    assert {"loss", "lr", "identity_balanced_map", "pair_auc", "pair_ap", "retrieval_map", "retrieval_top1"} <= set(history[1])
+
+
+def test_same_seed_twice_gives_identical_metrics(train_root, tmp_path):
+    cfg = load_config("lite0-cpu", TINY + ["train.epochs=2"])
+    train(cfg, train_root, tmp_path / "a")
+    train(cfg, train_root, tmp_path / "b")
+    assert _history(tmp_path / "a") == _history(tmp_path / "b")
+    other = load_config("lite0-cpu", TINY + ["train.epochs=2", "train.seed=7"])
+    train(other, train_root, tmp_path / "c")
+    assert _history(tmp_path / "c")[-1]["loss"] != _history(tmp_path / "a")[-1]["loss"]
+    # The split does not depend on the training seed.
+    assert (tmp_path / "a" / "split.json").read_text() == (tmp_path / "c" / "split.json").read_text()
+
+
+def _train_command(root, out):
+    args = [sys.executable, "-m", "jaguar_reid", "train", "--data-root", str(root), "--out", str(out)]
+    for item in TINY + ["train.epochs=4"]:
+        args += ["--set", item]
+    return args
+
+
+def test_resume_after_kill_reaches_the_uninterrupted_result(train_root, tmp_path):
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    subprocess.run(_train_command(train_root, tmp_path / "full"), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(train_root, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = killed / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:  # epochs 0, 1 and 2 done
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert done < 5, "training finished before it could be killed"
+    subprocess.run(_train_command(train_root, killed), check=True, env=env, capture_output=True)
+    assert _history(killed) == _history(tmp_path / "full")
+
+
+def test_different_config_in_run_folder_is_refused(train_root, tmp_path):
+    cfg = load_config("lite0-cpu", TINY + ["train.epochs=1"])
+    train(cfg, train_root, tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    changed = load_config("lite0-cpu", TINY + ["train.epochs=2"])
+    with pytest.raises(RunFolderError, match="holds a run with a different config; pass --resume"):
+        train(changed, train_root, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    train(changed, train_root, tmp_path / "run", resume=True)  # continue to 2 epochs
+    assert [row["epoch"] for row in _history(tmp_path / "run")] == [0, 1, 2]
+    train(changed, train_root, tmp_path / "run", overwrite=True)
+    assert _history(tmp_path / "run")[0]["epoch"] == 0
+
+
+def test_multi_seed_runs_share_the_split_and_summarise(train_root, tmp_path):
+    cfg = load_config("lite0-cpu", TINY + ["train.epochs=1"])
+    summary = train(cfg, train_root, tmp_path / "run", seeds=[1, 2])
+    assert summary["seeds"] == [1, 2] and set(summary["runs"]) == {"1", "2"}
+    assert set(summary["mean"]) == set(summary["std"]) >= {"identity_balanced_map", "pair_auc"}
+    split = (tmp_path / "run" / "split.json").read_text()
+    for seed in (1, 2):
+        assert (tmp_path / "run" / f"seed_{seed}" / "split.json").read_text() == split
+        assert (tmp_path / "run" / f"seed_{seed}" / "best.safetensors").exists()
+
+
+def _labels_root(tmp_path, rows):
+    from PIL import Image
+
+    (tmp_path / "train").mkdir(parents=True)
+    for name, _ in rows:
+        Image.new("RGB", (16, 16), (len(name) * 20 % 255, 0, 0)).save(tmp_path / "train" / name)
+    pd.DataFrame(rows, columns=["filename", "ground_truth"]).to_csv(tmp_path / "train.csv", index=False)
+    return tmp_path
+
+
+def test_one_identity_is_refused(tmp_path):
+    root = _labels_root(tmp_path, [(f"{i}.png", "solo") for i in range(6)])
+    with pytest.raises(DataError, match="training needs at least two identities, found 1"):
+        train(load_config("lite0-cpu", TINY), root, tmp_path / "run")
+
+
+def test_no_identity_with_two_validation_images_is_refused(tmp_path):
+    root = _labels_root(tmp_path, [(f"{i}.png", f"id{i % 3}") for i in range(9)])
+    with pytest.raises(DataError, match="no identity has two images in the validation split"):
+        train(load_config("lite0-cpu", TINY), root, tmp_path / "run")
+
+
+def test_cosine_schedule_matches_the_seed():
+    cfg = load_config("eva02-large-448")
+    assert [round(lr_factor(e, cfg), 4) for e in range(10)] == [
+        1.0, 0.9755, 0.9045, 0.7939, 0.6545, 0.5, 0.3455, 0.2061, 0.0955, 0.0245]
+    warm = load_config("convnext-triplet")
+    assert lr_factor(0, warm) == 0.5 and lr_factor(1, warm) == 1.0
