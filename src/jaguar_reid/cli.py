@@ -192,8 +192,8 @@ def report(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, run, submission and report.")] = Path("jaguar_demo"),
-    scale: Annotated[float, typer.Option(help="Size of the synthetic competition (1.0 = the real one's size).")] = 0.35,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
+    scale: Annotated[float, typer.Option(help="Size of the synthetic competition (1.0 = the real one's size).")] = 0.5,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
     set_: SetOption = None,
 ) -> None:
     """The whole job offline on a CPU: synthetic data, train lite0-cpu, predict, score, report."""

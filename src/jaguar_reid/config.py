@@ -51,6 +51,8 @@ class ModelConfig(_Section):
     gem_p: float = 3.0
     embedding_dim: int | None = None
     head: Literal["arcface", "softmax"] = "arcface"
+    # "imprint": class weights start at the class-mean embeddings of the training images.
+    head_init: Literal["imprint", "random"] = "imprint"
     arcface_scale: float = 30.0
     arcface_margin: float = 0.5
     # Freeze the stem and this many leading stages (timm feature_info order); 0 trains everything.
@@ -90,6 +92,8 @@ class TrainConfig(_Section):
     channels_last: bool = False
     tf32: bool = True
     compile: bool = False
+    # Recompute activations in the backward pass: less memory, so larger micro-batches fit.
+    grad_checkpointing: bool = False
     selection_metric: Literal[
         "pair_auc", "identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_ap"
     ] = "pair_auc"

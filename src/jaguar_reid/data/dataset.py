@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,12 @@ class ImageSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def with_transform(self, transform) -> ImageSet:
+        """The same images, sharing the pixel cache, under another transform."""
+        other = copy.copy(self)
+        other.transform = transform
+        return other
 
     def pixels(self, index: int) -> torch.Tensor:
         if self._cache is not None and index in self._cache:

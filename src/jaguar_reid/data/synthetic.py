@@ -72,7 +72,7 @@ def _coat(rng: np.random.Generator, ground: np.ndarray, style: dict) -> Image.Im
                     continue
                 angle = start + 2 * math.pi * b / n_blobs
                 bx, by = cx + radius * math.cos(angle), cy + radius * 0.85 * math.sin(angle)
-                size = rng.uniform(2.5, 5.0)
+                size = rng.uniform(0.18, 0.32) * radius
                 draw.ellipse([bx - size, by - size * 0.7, bx + size, by + size * 0.7], fill=dark)
             for _ in range(int(rng.integers(0, 3))):
                 dx, dy = rng.uniform(-0.35, 0.35, size=2) * radius
@@ -115,9 +115,9 @@ def _make_identity(name: str, seed: int, index: int) -> _Identity:
     ground = np.array([rng.uniform(170, 235), rng.uniform(110, 175), rng.uniform(45, 110)])
     style = {
         "dark": tuple(int(v) for v in rng.integers(5, 60, size=3)),
-        "grid": (int(rng.integers(5, 10)), int(rng.integers(3, 6))),
-        "radius": float(rng.uniform(8, 20)),
-        "solid_spots": int(rng.integers(5, 45)),
+        "grid": (int(rng.integers(4, 8)), int(rng.integers(2, 5))),
+        "radius": float(rng.uniform(13, 26)),
+        "solid_spots": int(rng.integers(5, 35)),
     }
     return _Identity(name, (_coat(rng, ground, style), _coat(rng, ground, style)), int(rng.integers(2**31)))
 
@@ -139,8 +139,8 @@ def render_image(identity: _Identity, rng: np.random.Generator) -> Image.Image:
     if flank == 1:  # the right flank is seen with the head to the right
         coat, mask = coat.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     size = (int(rng.integers(176, 225)), int(rng.integers(128, 177)))
-    scale = rng.uniform(0.55, 0.95) * size[0] / _FRAME[0]
-    angle = math.radians(rng.uniform(-18, 18))
+    scale = rng.uniform(0.65, 0.95) * size[0] / _FRAME[0]
+    angle = math.radians(rng.uniform(-15, 15))
     shear = rng.uniform(-0.15, 0.15)
     # Inverse affine (canvas -> body frame), centred, with a random offset: pose, scale and crop.
     cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
@@ -156,14 +156,14 @@ def render_image(identity: _Identity, rng: np.random.Generator) -> Image.Image:
     height, width = pixels.shape[:2]
     direction = rng.uniform(0, 2 * math.pi)
     ramp = (np.cos(direction) * np.linspace(-1, 1, width)[None, :] + np.sin(direction) * np.linspace(-1, 1, height)[:, None])
-    light = rng.uniform(0.65, 1.25) + rng.uniform(0.0, 0.3) * ramp
-    cast = rng.uniform(0.85, 1.15, size=3)
+    light = rng.uniform(0.75, 1.2) + rng.uniform(0.0, 0.25) * ramp
+    cast = rng.uniform(0.9, 1.1, size=3)
     pixels = pixels * light[..., None] * cast
     alpha = np.asarray(mask, dtype=np.float64)[..., None] / 255.0
     pixels = alpha * pixels + (1 - alpha) * _background(rng, size)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
-    if rng.random() < 0.45:  # vegetation in front of the animal
+    if rng.random() < 0.35:  # vegetation in front of the animal
         draw = ImageDraw.Draw(image)
         for _ in range(int(rng.integers(1, 4))):
             colour = tuple(int(v) for v in rng.integers([20, 60, 10], [90, 140, 60]))

@@ -19,6 +19,7 @@ from ..postprocess import (
     postprocess_similarity, score_transform,
 )
 from ..data.split import SPLIT_FILE, Split
+from ..data.tables import PairTable
 from ..training.trainer import BEST_WEIGHTS, DATA_FILE, load_run_model, run_members
 from .embed import embed_images, resolve_device
 
@@ -119,7 +120,7 @@ def write_submission(row_id: pa.Array, similarity: np.ndarray, out: str | Path) 
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.table({"row_id": row_id, "similarity": pa.array(np.asarray(similarity, dtype=np.float32))})
     tmp = out.with_name(out.name + ".tmp")
-    pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="none"))
+    pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(quoting_style="none", quoting_header="none"))
     tmp.replace(out)
     return out
 
@@ -133,6 +134,11 @@ def predict(runs: list[str | Path], data_root: str | Path, out: str | Path, post
     paths = [competition.test_dir / name for name in pairs.images]
     postprocess = postprocess or run_config(runs[0]).postprocess
     embeddings = ensemble_embeddings(runs, paths, postprocess.flip_tta, **embed_kwargs)
+    return write_pair_similarities(pairs, embeddings, postprocess, out)
+
+
+def write_pair_similarities(pairs: PairTable, embeddings: np.ndarray, postprocess: PostprocessConfig, out: str | Path) -> Path:
+    """Post-process the embeddings of ``pairs.images`` and write every pair's similarity in test.csv order."""
     similarity = postprocess_similarity(embeddings, postprocess)
     return write_submission(pairs.row_id, similarity[pairs.query, pairs.gallery], out)
 

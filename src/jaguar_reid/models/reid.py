@@ -37,12 +37,17 @@ def _hub_hint(name: str) -> str:
     )
 
 
-def create_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> nn.Module:
+def create_backbone(cfg: ModelConfig, weights: str | Path | None = None, image_size: int | None = None) -> nn.Module:
     """A timm model without classifier or pooling; weights per ``cfg.pretrained`` or a file.
 
-    Never silently random: pretrained weights that cannot be had raise ``WeightsError``.
+    Models with a fixed input size (vision transformers) are built for ``image_size``; timm
+    resamples their position embeddings when loading weights made for another size. Never
+    silently random: pretrained weights that cannot be had raise ``WeightsError``.
     """
     kwargs = {"num_classes": 0, "global_pool": ""}
+    pretrained_cfg = timm.models.get_pretrained_cfg(cfg.backbone)
+    if image_size and pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
+        kwargs["img_size"] = image_size
     if cfg.drop_path_rate > 0:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     weights = weights or cfg.weights
@@ -140,5 +145,5 @@ class ReIDModel(nn.Module):
         return self.neck(pooled)
 
 
-def create_reid_model(cfg: ModelConfig, weights: str | Path | None = None) -> ReIDModel:
-    return ReIDModel(create_backbone(cfg, weights), cfg)
+def create_reid_model(cfg: ModelConfig, weights: str | Path | None = None, image_size: int | None = None) -> ReIDModel:
+    return ReIDModel(create_backbone(cfg, weights, image_size), cfg)

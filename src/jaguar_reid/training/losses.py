@@ -34,16 +34,31 @@ class ReIDCriterion(nn.Module):
             self.triplet = losses.TripletMarginLoss(margin=cfg.loss.triplet_margin)
             self.miner = miners.BatchHardMiner()
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    @torch.no_grad()
+    def imprint(self, class_means: torch.Tensor) -> None:
+        """Start the class weights at the L2-normalised class-mean embeddings (weight imprinting).
+
+        A random head gives the backbone near-random gradients for the first epochs; imprinted
+        centres make the first steps already pull each image towards its own animal.
+        """
+        centres = torch.nn.functional.normalize(class_means.float(), dim=1)
+        if self.arcface is not None:
+            self.arcface.W.copy_(centres.T)
+        else:
+            self.classifier.weight.copy_(centres)
+            self.classifier.bias.zero_()
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss and its detached parts (tensors: reading them would sync the GPU every step)."""
         embeddings = embeddings.float()
         if self.arcface is not None:
             classification = self.arcface(embeddings, labels)
         else:
             classification = self.cross_entropy(self.classifier(embeddings), labels)
-        parts = {"classification": float(classification.detach())}
+        parts = {"classification": classification.detach()}
         loss = classification
         if self.triplet_weight > 0:
             triplet = self.triplet(embeddings, labels, self.miner(embeddings, labels))
-            parts["triplet"] = float(triplet.detach())
+            parts["triplet"] = triplet.detach()
             loss = loss + self.triplet_weight * triplet
         return loss, parts

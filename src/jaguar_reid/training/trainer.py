@@ -112,7 +112,7 @@ def build_split(cfg: Config, competition: Competition) -> Split:
 def _prepare_run_folder(out: Path, cfg: Config, overwrite: bool, resume: bool, is_main: bool) -> None:
     config_path = out / CONFIG_FILE
     if config_path.exists():
-        same = build_config(_read_toml(config_path)) == cfg
+        same = read_run_config(out) == cfg
         if overwrite:
             if is_main:
                 shutil.rmtree(out)
@@ -128,8 +128,10 @@ def _prepare_run_folder(out: Path, cfg: Config, overwrite: bool, resume: bool, i
         _atomic_write_text(config_path, cfg.to_toml())
 
 
-def _read_toml(path: Path) -> dict:
-    return tomllib.loads(path.read_text())
+def read_run_config(run: str | Path) -> Config:
+    """The resolved config a run folder was trained with."""
+    path = Path(run) / CONFIG_FILE
+    return build_config(tomllib.loads(path.read_text()), str(path))
 
 
 class TrainStep(nn.Module):
@@ -146,7 +148,7 @@ class TrainStep(nn.Module):
         return self.criterion(embeddings, labels)
 
 
-def _optimizer(cfg: Config, model: ReIDModel, criterion: ReIDCriterion, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(cfg: Config, model: ReIDModel, criterion: ReIDCriterion, device: torch.device) -> torch.optim.Optimizer:
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     head = [p for p in list(model.pool.parameters()) + list(model.neck.parameters()) + list(criterion.parameters())]
     groups = [
@@ -193,17 +195,19 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     state_path = out / LAST_STATE
     resuming = state_path.exists()
     model_cfg = cfg.model.model_copy(update={"pretrained": "none"}) if resuming else cfg.model
-    model = create_reid_model(model_cfg, None if resuming else weights)
+    model = create_reid_model(model_cfg, None if resuming else weights, cfg.data.image_size)
     criterion = ReIDCriterion(cfg, len(identities), model.embedding_dim)
     state = torch.load(state_path, map_location="cpu", weights_only=False) if resuming else None
     if state is not None:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
+    if cfg.train.grad_checkpointing:
+        model.backbone.set_grad_checkpointing(True)
     model.to(device)
     criterion.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg, model, criterion, device)
+    optimizer = build_optimizer(cfg, model, criterion, device)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
@@ -222,6 +226,13 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
 
+    if state is None and cfg.model.head_init == "imprint":
+        embeddings = torch.from_numpy(embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
+                                                   channels_last=cfg.train.channels_last, progress="imprinting class centres"))
+        labels_tensor = torch.as_tensor(train_labels)
+        means = torch.zeros(len(identities), embeddings.shape[1]).index_add_(0, labels_tensor, embeddings)
+        criterion.imprint(means.to(device))
+
     history = state["history"] if state else []
     start_epoch = state["epoch"] if state else 0
     best = state["best"] if state else {"epoch": None, "value": -math.inf}
@@ -238,7 +249,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         step_module.train()
-        losses, n_images = [], 0
+        loss_sum, n_steps, n_images = torch.zeros((), device=device), 0, 0
         progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch",
                         disable=not distributed.is_main, leave=False)
         optimizer.zero_grad(set_to_none=True)
@@ -250,17 +261,19 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
             last_micro = (step + 1) % accumulation == 0 or step + 1 == len(loader)
             sync = step_module.no_sync() if (distributed.world_size > 1 and not last_micro) else contextlib.nullcontext()
             with sync:
-                loss, parts = forward(images, labels)
+                loss, _ = forward(images, labels)
                 (loss / accumulation).backward()
             if last_micro:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+            loss_sum += loss.detach()
+            n_steps += 1
             n_images += len(images) * distributed.world_size
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if step % 10 == 0:  # reading the loss syncs the GPU: not every step
+                progress.set_postfix(loss=f"{float(loss_sum) / n_steps:.3f}")
         seconds = time.time() - epoch_start
         metrics = validate(model, val_set, val_labels, cfg, device)
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+        record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(n_steps, 1), "lr": optimizer.param_groups[0]["lr"],
                   "seconds": round(seconds, 3), "images_per_second": round(n_images / max(seconds, 1e-9), 3), **metrics}
         history.append(record)
         value = metrics[cfg.train.selection_metric]
@@ -367,8 +380,8 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
 def load_run_model(run: str | Path, checkpoint: str = "best") -> tuple[ReIDModel, Config]:
     """The model of a single-seed run folder with its best (or last) weights, and its config."""
     run = Path(run)
-    cfg = build_config(_read_toml(run / CONFIG_FILE), str(run / CONFIG_FILE))
-    model = create_reid_model(cfg.model.model_copy(update={"pretrained": "none", "weights": None}))
+    cfg = read_run_config(run)
+    model = create_reid_model(cfg.model.model_copy(update={"pretrained": "none", "weights": None}), image_size=cfg.data.image_size)
     model.load_state_dict(load_file(str(run / (BEST_WEIGHTS if checkpoint == "best" else LAST_WEIGHTS))))
     return model.eval(), cfg
 
