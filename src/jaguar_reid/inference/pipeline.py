@@ -93,24 +93,32 @@ def run_config(run: Path) -> Config:
     return cfg
 
 
-def ablation(raw: np.ndarray, tta: np.ndarray, labels, cfg: PostprocessConfig) -> list[tuple[str, dict]]:
+def ablation(raw: np.ndarray, tta: np.ndarray, labels, cfg: PostprocessConfig, flip: bool = True,
+             exclude: np.ndarray | None = None) -> list[tuple[str, dict]]:
     """Metrics after each box of the chain, cumulatively: raw, +flip TTA, +AQE, +re-rank, +blend, +transform.
 
-    ``raw`` and ``tta`` are embeddings without and with flip TTA. Every box runs here with
-    ``cfg``'s parameters, switched on or not, so a user sees what each adds.
+    ``raw`` and ``tta`` are embeddings without and with flip TTA; ``flip=False`` leaves the flip
+    box out of the chain. Every box runs here with ``cfg``'s parameters, switched on or not, so a
+    user sees what each adds. ``exclude`` (N x N, bool) marks pairs left out of every metric,
+    e.g. two photos of one sighting.
     """
-    rows = [("raw", l2_normalize(raw))]
-    x = l2_normalize(tta)
-    rows.append(("+ flip TTA", x))
+
+    def score(similarity):
+        return compute_metrics(similarity if exclude is None else np.where(exclude, np.nan, similarity), labels)
+
+    x = l2_normalize(raw)
+    results = [("raw", score(x @ x.T))]
+    if flip:
+        x = l2_normalize(tta)
+        results.append(("+ flip TTA", score(x @ x.T)))
     x = average_query_expansion(x, cfg.aqe_k, cfg.aqe_alpha)
-    rows.append(("+ query expansion", x))
-    results = [(name, compute_metrics(e @ e.T, labels)) for name, e in rows]
-    raw = x @ x.T
+    similarity = x @ x.T
+    results.append(("+ query expansion", score(similarity)))
     reranked = k_reciprocal_rerank(euclidean_distance(x), cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
-    results.append(("+ k-reciprocal re-rank", compute_metrics(1.0 - reranked, labels)))
-    blended = blend(raw, reranked, cfg.blend_weight)
-    results.append((f"+ blend (w={cfg.blend_weight:g})", compute_metrics(blended, labels)))
-    results.append((f"+ transform ({cfg.score_transform})", compute_metrics(score_transform(blended, cfg.score_transform), labels)))
+    results.append(("+ k-reciprocal re-rank", score(1.0 - reranked)))
+    blended = blend(similarity, reranked, cfg.blend_weight)
+    results.append((f"+ blend (w={cfg.blend_weight:g})", score(blended)))
+    results.append((f"+ transform ({cfg.score_transform})", score(score_transform(blended, cfg.score_transform))))
     return results
 
 

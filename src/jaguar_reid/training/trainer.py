@@ -109,23 +109,21 @@ def build_split(cfg: Config, competition: Competition) -> Split:
     return split
 
 
-def _prepare_run_folder(out: Path, cfg: Config, overwrite: bool, resume: bool, is_main: bool) -> None:
+def _prepare_run_folder(out: Path, cfg: Config, overwrite: bool, resume: bool) -> None:
+    """Claim ``out`` for this config: refuse a different run unless told to resume or overwrite."""
     config_path = out / CONFIG_FILE
     if config_path.exists():
-        same = read_run_config(out) == cfg
         if overwrite:
-            if is_main:
-                shutil.rmtree(out)
-        elif not same and not resume:
+            shutil.rmtree(out)
+        elif read_run_config(out) != cfg and not resume:
             raise RunFolderError(
                 f"{out}: holds a run with a different config; pass --resume to continue it with this config, "
                 "--overwrite to start again, or choose another --out"
             )
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise RunFolderError(f"{out}: exists and is not a jaguar-reid run folder; choose another --out or pass --overwrite")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(config_path, cfg.to_toml())
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(config_path, cfg.to_toml())
 
 
 def read_run_config(run: str | Path) -> Config:
@@ -226,7 +224,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
 
-    if state is None and cfg.model.head_init == "imprint":
+    if state is None and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
         embeddings = torch.from_numpy(embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
                                                    channels_last=cfg.train.channels_last, progress="imprinting class centres"))
         labels_tensor = torch.as_tensor(train_labels)
@@ -271,6 +269,9 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
             n_images += len(images) * distributed.world_size
             if step % 10 == 0:  # reading the loss syncs the GPU: not every step
                 progress.set_postfix(loss=f"{float(loss_sum) / n_steps:.3f}")
+        if distributed.world_size > 1:  # the logged loss is the mean over all ranks' shards
+            dist.all_reduce(loss_sum)
+            loss_sum /= distributed.world_size
         seconds = time.time() - epoch_start
         metrics = validate(model, val_set, val_labels, cfg, device)
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(n_steps, 1), "lr": optimizer.param_groups[0]["lr"],
@@ -346,7 +347,8 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
     seeds = seeds or [cfg.train.seed]
     if len(seeds) == 1:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seeds[0]})})
-    _prepare_run_folder(out, cfg, overwrite, resume, distributed.is_main)
+    if distributed.is_main:  # one rank decides about the folder; the others wait for it
+        _prepare_run_folder(out, cfg, overwrite, resume)
     if distributed.world_size > 1:
         dist.barrier()
     competition = load_competition(data_root, train_images)
@@ -362,9 +364,11 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
     for seed in seeds:
         seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
         sub = out / f"seed_{seed}"
-        _prepare_run_folder(sub, seed_cfg, overwrite=False, resume=resume, is_main=distributed.is_main)
         if distributed.is_main:
+            _prepare_run_folder(sub, seed_cfg, overwrite=False, resume=resume)
             split.save(sub / SPLIT_FILE)
+        if distributed.world_size > 1:
+            dist.barrier()
         summaries[seed] = train_one(seed_cfg, competition, split, sub, weights, distributed)
     summary = {
         "seeds": seeds,
