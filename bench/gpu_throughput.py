@@ -105,10 +105,7 @@ def train_rate(args, device, micro_batch, accumulation, compile_=False, checkpoi
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         torch.cuda.reset_peak_memory_stats()
-    del model, optimizer, step
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return result
+    return result  # the model and optimizer go out of scope here; main() empties the CUDA cache
 
 
 def loss_agreement(args, device) -> dict:
@@ -221,6 +218,8 @@ def main() -> None:
             save(name, with_mfu(train_rate(args, device, micro, accumulation, compile_, checkpointing), True))
         except torch.OutOfMemoryError as error:
             save(name, {"error": f"out of memory: {str(error).splitlines()[0]}"})
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     save("loss_eager_vs_compiled", loss_agreement(args, device))
     for batch, compile_, pure in infer_configs:
         name = f"infer_b{batch}{'_compiled' if compile_ else ''}{'_bf16weights' if pure else ''}"

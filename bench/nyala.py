@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("bench/out/nyala"))
     parser.add_argument("--config", default="lite0-cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override, e.g. train.class_column=flank (repeatable)")
     args = parser.parse_args()
     if not (args.data / "train.csv").exists():
         print(f"skipped: no Nyala data at {args.data}")
@@ -77,11 +78,11 @@ def main() -> None:
     for flip in (False, True):
         chain = ablation(raw, tta, labels, cfg.postprocess, flip=flip)
         cross = ablation(raw, tta, labels, cfg.postprocess, flip=flip, exclude=same_sighting)
-        prefix = "trained" if not flip else "trained, with flip TTA:"
         for (name, metrics), (_, cross_metrics) in zip(chain, cross):
             if flip and name == "raw":
-                continue
-            rows.append((f"{prefix} {name}" if name == "raw" or flip else name, metrics, cross_metrics))
+                continue  # the same row as without flip TTA
+            label = "trained, raw" if name == "raw" else f"{'[flip TTA] ' if flip else '[no flip] '}{name}"
+            rows.append((label, metrics, cross_metrics))
 
     result = {
         "command": "python bench/nyala.py " + " ".join(f"--set {o}" for o in args.overrides),

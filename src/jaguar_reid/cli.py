@@ -71,6 +71,9 @@ def train(
     set_: SetOption = None,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth) instead of the hub.")] = None,
     train_images: Annotated[Optional[Path], typer.Option(help="Training image folder (default: auto-detected).")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="Metadata CSV (filename + more columns) for --group-column/--class-column.")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="Keep all images of a group (e.g. sighting) on one side of the split.")] = None,
+    class_column: Annotated[Optional[str], typer.Option(help="Train one class per identity and value of this column (e.g. flank).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run folder whose config differs from this one.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete the run folder's contents and start again.")] = False,
 ) -> None:
@@ -79,7 +82,10 @@ def train(
     from .training.trainer import train as run_training
 
     try:
-        cfg = load_config(config, set_)
+        flags = [f"split.metadata_csv={metadata}"] if metadata else []
+        flags += [f"split.group_column={group_column}"] if group_column else []
+        flags += [f"train.class_column={class_column}"] if class_column else []
+        cfg = load_config(config, flags + list(set_ or []))
         summary = run_training(cfg, data_root, out, _seeds(seed, seeds), train_images, str(weights) if weights else None,
                                overwrite=overwrite, resume=resume)
     except (*_EXPECTED, RunFolderError) as error:

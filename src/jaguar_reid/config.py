@@ -94,6 +94,9 @@ class TrainConfig(_Section):
     compile: bool = False
     # Recompute activations in the backward pass: less memory, so larger micro-batches fit.
     grad_checkpointing: bool = False
+    # Train one class per (identity, value of this metadata column), e.g. "flank": an animal's
+    # left and right flanks carry different patterns. Validation still scores identities.
+    class_column: str | None = None
     selection_metric: Literal[
         "pair_auc", "identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_ap"
     ] = "pair_auc"

@@ -91,8 +91,8 @@ def make_split(
     )
 
 
-def read_groups(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:
-    """The group of each filename, read from a metadata CSV joined on ``filename``."""
+def read_metadata_column(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:
+    """One column's value for each filename (a sighting, a flank), from a metadata CSV joined on ``filename``."""
     path = Path(metadata_csv)
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..config import Config, build_config
 from ..data.competition import Competition, load_competition
 from ..data.dataset import EpochBatchSampler, ImageSet, train_transform
-from ..data.split import SPLIT_FILE, Split, make_split, read_groups
+from ..data.split import SPLIT_FILE, Split, make_split, read_metadata_column
 from ..data.tables import DataError
 from ..evaluation.metrics import compute_metrics, cosine_similarity
 from ..inference.embed import autocast, embed_images, resolve_device
@@ -95,7 +95,7 @@ def build_split(cfg: Config, competition: Competition) -> Split:
     if cfg.split.group_column:
         if not cfg.split.metadata_csv:
             raise DataError("split.group_column is set but split.metadata_csv is not")
-        groups = read_groups(cfg.split.metadata_csv, cfg.split.group_column, files)
+        groups = read_metadata_column(cfg.split.metadata_csv, cfg.split.group_column, files)
     split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column)
     train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
     if len(train_ids) < 2:
@@ -183,18 +183,24 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     torch.manual_seed(seed)
 
     table = competition.train.set_index("filename")
-    identities = sorted(table.loc[split.train, "ground_truth"].unique())
-    class_index = {name: i for i, name in enumerate(identities)}
-    train_labels = [class_index[x] for x in table.loc[split.train, "ground_truth"]]
+    train_classes = table.loc[split.train, "ground_truth"].tolist()
+    if cfg.train.class_column:
+        if not cfg.split.metadata_csv:
+            raise DataError("train.class_column is set but split.metadata_csv is not")
+        values = read_metadata_column(cfg.split.metadata_csv, cfg.train.class_column, split.train)
+        train_classes = [f"{identity}/{value}" for identity, value in zip(train_classes, values)]
+    classes = sorted(set(train_classes))
+    class_index = {name: i for i, name in enumerate(classes)}
+    train_labels = [class_index[x] for x in train_classes]
     val_labels = table.loc[split.val, "ground_truth"].to_numpy()
     if distributed.is_main:
-        _atomic_write_text(out / LABELS_FILE, json.dumps(identities, indent=1))
+        _atomic_write_text(out / LABELS_FILE, json.dumps(classes, indent=1))
 
     state_path = out / LAST_STATE
     resuming = state_path.exists()
     model_cfg = cfg.model.model_copy(update={"pretrained": "none"}) if resuming else cfg.model
     model = create_reid_model(model_cfg, None if resuming else weights, cfg.data.image_size)
-    criterion = ReIDCriterion(cfg, len(identities), model.embedding_dim)
+    criterion = ReIDCriterion(cfg, len(classes), model.embedding_dim)
     state = torch.load(state_path, map_location="cpu", weights_only=False) if resuming else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -228,7 +234,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
         embeddings = torch.from_numpy(embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
                                                    channels_last=cfg.train.channels_last, progress="imprinting class centres"))
         labels_tensor = torch.as_tensor(train_labels)
-        means = torch.zeros(len(identities), embeddings.shape[1]).index_add_(0, labels_tensor, embeddings)
+        means = torch.zeros(len(classes), embeddings.shape[1]).index_add_(0, labels_tensor, embeddings)
         criterion.imprint(means.to(device))
 
     history = state["history"] if state else []
@@ -300,7 +306,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
             for name in (BEST_WEIGHTS, LAST_WEIGHTS):
                 _save_weights(model, out / name, {"epoch": "0", "backbone": cfg.model.backbone})
         _write_metrics(out, history)
-    summary = _summary(cfg, history, best, split, len(identities), time.time() - started)
+    summary = _summary(cfg, history, best, split, len(set(table.loc[split.train, "ground_truth"])), time.time() - started)
     if distributed.is_main:
         _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
