@@ -24,12 +24,11 @@ import pandas as pd
 
 from jaguar_reid.config import load_config
 from jaguar_reid.data.split import Split
-from jaguar_reid.evaluation.metrics import compute_metrics
+from jaguar_reid.evaluation.metrics import METRIC_NAMES, compute_metrics
 from jaguar_reid.inference.pipeline import ablation, ensemble_embeddings, format_table
 from jaguar_reid.training.trainer import train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyala"
-KEYS = ("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")
 
 
 def markdown(rows: list[tuple[str, dict, dict]]) -> str:
@@ -91,7 +90,7 @@ def main() -> None:
         "n_train_images": len(split.train),
         "training_seconds": round(training_seconds, 1), "wall_seconds": round(time.time() - start, 1),
         "best_epoch": summary["best_epoch"],
-        "rows": [{"step": n, "all_pairs": {k: m[k] for k in KEYS}, "other_sightings": {k: c[k] for k in KEYS}} for n, m, c in rows],
+        "rows": [{"step": n, "all_pairs": {k: m[k] for k in METRIC_NAMES}, "other_sightings": {k: c[k] for k in METRIC_NAMES}} for n, m, c in rows],
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     (args.out / "results.md").write_text(markdown(rows) + "\n")

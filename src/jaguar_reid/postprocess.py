@@ -184,21 +184,13 @@ def score_transform(similarity: np.ndarray, name: str = "clip") -> np.ndarray:
     raise ValueError(f"unknown score transform {name!r} (clip, none, sigmoid)")
 
 
-def postprocess_similarity(embeddings: np.ndarray, cfg: PostprocessConfig, steps: int | None = None) -> np.ndarray:
-    """The configured chain from (TTA-merged) embeddings to the final (N, N) similarity.
-
-    ``steps`` stops after that many boxes of (AQE, re-rank, blend, transform) for ablations;
-    a box switched off in ``cfg`` is skipped but still counts as a step.
-    """
-    steps = 4 if steps is None else steps
+def postprocess_similarity(embeddings: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    """The configured chain from (TTA-merged) embeddings to the final (N, N) similarity."""
     x = l2_normalize(embeddings)
-    if cfg.query_expansion and steps >= 1:
+    if cfg.query_expansion:
         x = average_query_expansion(x, cfg.aqe_k, cfg.aqe_alpha)
     similarity = x @ x.T
-    if cfg.rerank and steps >= 2:
+    if cfg.rerank:
         reranked = k_reciprocal_rerank(euclidean_distance(x), cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
-        weight = cfg.blend_weight if (cfg.blend and steps >= 3) else 0.0
-        similarity = blend(similarity, reranked, weight)
-    if steps >= 4:
-        similarity = score_transform(similarity, cfg.score_transform)
-    return similarity.astype(np.float32, copy=False)
+        similarity = blend(similarity, reranked, cfg.blend_weight if cfg.blend else 0.0)
+    return score_transform(similarity, cfg.score_transform).astype(np.float32, copy=False)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 _ROW_CHUNK = 512
+# The quality metrics every table reports, leaderboard metric first.
+METRIC_NAMES = ("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")
 
 
 def _ranked(similarity: np.ndarray, labels: np.ndarray, rows: slice):

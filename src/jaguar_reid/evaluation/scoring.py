@@ -8,12 +8,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ..data.tables import DataError, PairTable, read_labels, read_pairs, read_submission
-from .metrics import compute_metrics
+from .metrics import METRIC_NAMES, compute_metrics
 
-LEADERBOARD_KEYS = (
-    "identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap",
-    "n_pairs", "n_queries", "n_identities",
-)
+LEADERBOARD_KEYS = (*METRIC_NAMES, "n_pairs", "n_queries", "n_identities")
 
 
 def similarity_from_pairs(pairs: PairTable, similarity: np.ndarray) -> np.ndarray:

@@ -13,14 +13,14 @@ import pyarrow.csv as pacsv
 from ..config import Config, PostprocessConfig
 from ..data.competition import load_competition
 from ..data.dataset import ImageSet
-from ..evaluation.metrics import compute_metrics
+from ..evaluation.metrics import METRIC_NAMES, compute_metrics
 from ..postprocess import (
     average_query_expansion, blend, euclidean_distance, flip_tta, k_reciprocal_rerank, l2_normalize,
     postprocess_similarity, score_transform,
 )
 from ..data.split import SPLIT_FILE, Split
 from ..data.tables import PairTable
-from ..training.trainer import BEST_WEIGHTS, DATA_FILE, load_run_model, run_members
+from ..training.trainer import BEST_WEIGHTS, DATA_FILE, load_run_model, read_run_config, run_members
 from .embed import embed_images, resolve_device
 
 CACHE_DIR = "embeddings"
@@ -40,11 +40,12 @@ def _cache_key(member: Path, paths: list[Path], image_size: int, alpha: str, fli
 def member_embeddings(member: Path, paths: list[Path], flip: bool, device: str = "auto", batch_size: int | None = None,
                       num_workers: int = 0, label: str = "") -> np.ndarray:
     """Embeddings of ``paths`` by one single-seed run (plain or mirrored), cached in the run folder."""
-    model, cfg = load_run_model(member)
+    cfg = read_run_config(member)
     key = _cache_key(member, paths, cfg.data.image_size, cfg.data.alpha, flip)
     cache = member / CACHE_DIR / f"{key}.npy"
     if cache.exists():
         return np.load(cache)
+    model, _ = load_run_model(member)
     torch_device = resolve_device(device if device != "auto" else cfg.train.device)
     model.to(torch_device)
     images = ImageSet(paths, None, cfg.data.image_size, cfg.data.alpha, cache=False)
@@ -89,8 +90,8 @@ def evaluate_run(run: str | Path, data_root: str | Path | None = None, **embed_k
 
 
 def run_config(run: Path) -> Config:
-    _, cfg = load_run_model(run_members(run)[0])
-    return cfg
+    """The config of a run folder (of its first seed, for a multi-seed run)."""
+    return read_run_config(run_members(run)[0])
 
 
 def ablation(raw: np.ndarray, tta: np.ndarray, labels, cfg: PostprocessConfig, flip: bool = True,
@@ -151,7 +152,7 @@ def write_pair_similarities(pairs: PairTable, embeddings: np.ndarray, postproces
     return write_submission(pairs.row_id, similarity[pairs.query, pairs.gallery], out)
 
 
-def format_table(rows: list[tuple[str, dict]], keys=("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")) -> str:
+def format_table(rows: list[tuple[str, dict]], keys=METRIC_NAMES) -> str:
     width = max(len(name) for name, _ in rows)
     header = f"{'':{width}}  " + "  ".join(f"{k:>21}" for k in keys)
     lines = [header]

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageOps  # noqa: E402
 
 from ..data.images import load_image  # noqa: E402
-from ..evaluation.metrics import compute_metrics, per_query_ap  # noqa: E402
+from ..evaluation.metrics import METRIC_NAMES, compute_metrics, per_query_ap  # noqa: E402
 from ..training.trainer import METRICS_FILE, run_members  # noqa: E402
 
 REPORT_FILE = "report.html"
@@ -133,10 +133,9 @@ def retrieval_grid(similarity: np.ndarray, labels: np.ndarray, paths: list[Path]
 
 
 def _metrics_table(rows: list[tuple[str, dict]]) -> str:
-    keys = ("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")
-    head = "<tr><th></th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>"
+    head = "<tr><th></th>" + "".join(f"<th>{k}</th>" for k in METRIC_NAMES) + "</tr>"
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{m[k]:.4f}</td>" for k in keys) + "</tr>" for name, m in rows
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{m[k]:.4f}</td>" for k in METRIC_NAMES) + "</tr>" for name, m in rows
     )
     return f"<table>{head}{body}</table>"
 

@@ -30,7 +30,7 @@ from ..data.competition import Competition, load_competition
 from ..data.dataset import EpochBatchSampler, ImageSet, train_transform
 from ..data.split import SPLIT_FILE, Split, make_split, read_metadata_column
 from ..data.tables import DataError
-from ..evaluation.metrics import compute_metrics, cosine_similarity
+from ..evaluation.metrics import METRIC_NAMES, compute_metrics, cosine_similarity
 from ..inference.embed import autocast, embed_images, resolve_device
 from ..models.reid import ReIDModel, create_reid_model
 from .losses import ReIDCriterion
@@ -38,7 +38,6 @@ from .losses import ReIDCriterion
 CONFIG_FILE, LABELS_FILE, METRICS_FILE, SUMMARY_FILE = "config.toml", "labels.json", "metrics.jsonl", "summary.json"
 DATA_FILE = "data.json"
 BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors", "last_state.pt"
-SUMMARY_METRICS = ("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")
 
 
 class RunFolderError(RuntimeError):
@@ -330,9 +329,9 @@ def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_ident
         "seed": cfg.train.seed,
         "selection_metric": cfg.train.selection_metric,
         "best_epoch": best["epoch"] or 0,
-        "best": {k: best_row[k] for k in SUMMARY_METRICS},
-        "last": {k: history[-1][k] for k in SUMMARY_METRICS},
-        "untrained": {k: history[0][k] for k in SUMMARY_METRICS},
+        "best": {k: best_row[k] for k in METRIC_NAMES},
+        "last": {k: history[-1][k] for k in METRIC_NAMES},
+        "untrained": {k: history[0][k] for k in METRIC_NAMES},
         "epochs": cfg.train.epochs,
         "train_seconds": round(sum(row["seconds"] for row in trained), 3),
         "images_per_second": round(float(np.mean([row["images_per_second"] for row in trained])), 3) if trained else None,
@@ -379,8 +378,8 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
     summary = {
         "seeds": seeds,
         "runs": {str(s): summaries[s] for s in seeds},
-        "mean": {k: float(np.mean([summaries[s]["best"][k] for s in seeds])) for k in SUMMARY_METRICS},
-        "std": {k: float(np.std([summaries[s]["best"][k] for s in seeds])) for k in SUMMARY_METRICS},
+        "mean": {k: float(np.mean([summaries[s]["best"][k] for s in seeds])) for k in METRIC_NAMES},
+        "std": {k: float(np.std([summaries[s]["best"][k] for s in seeds])) for k in METRIC_NAMES},
     }
     if distributed.is_main:
         _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
