@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageOps  # noqa: E402
 
 from ..data.images import load_image  # noqa: E402
 from ..evaluation.metrics import METRIC_NAMES, compute_metrics, per_query_ap  # noqa: E402
-from ..training.trainer import METRICS_FILE, run_members  # noqa: E402
+from ..training.trainer import METRICS_FILE, read_run_config, run_members  # noqa: E402
 
 REPORT_FILE = "report.html"
 _THUMB = 128
@@ -113,19 +113,22 @@ def embedding_map(embeddings: np.ndarray, labels: np.ndarray) -> str:
     return _png(figure)
 
 
-def _thumb(path: Path, border: str | None) -> Image.Image:
-    image = ImageOps.pad(load_image(path, "keep"), (_THUMB, _THUMB), color=(255, 255, 255))
+def _thumb(path: Path, border: str | None, alpha: str) -> Image.Image:
+    image = ImageOps.pad(load_image(path, alpha), (_THUMB, _THUMB), color=(255, 255, 255))
     if border:
         ImageDraw.Draw(image).rectangle([0, 0, _THUMB - 1, _THUMB - 1], outline=border, width=6)
     return image
 
 
-def retrieval_grid(similarity: np.ndarray, labels: np.ndarray, paths: list[Path], query: int, top: int = 5) -> str:
-    """A query and its top matches; green border = same identity, red = different."""
+def retrieval_grid(similarity: np.ndarray, labels: np.ndarray, paths: list[Path], query: int, alpha: str = "keep",
+                   top: int = 5) -> str:
+    """A query and its top matches, shown as the model saw them (``alpha`` policy); green border =
+    same identity, red = different."""
     scores = similarity[query].astype(float).copy()
     scores[query] = -np.inf
     ranked = np.argsort(-scores, kind="stable")[:top]
-    tiles = [_thumb(paths[query], "#3366cc")] + [_thumb(paths[j], "#2e9e44" if labels[j] == labels[query] else "#cc3333") for j in ranked]
+    tiles = [_thumb(paths[query], "#3366cc", alpha)]
+    tiles += [_thumb(paths[j], "#2e9e44" if labels[j] == labels[query] else "#cc3333", alpha) for j in ranked]
     grid = Image.new("RGB", (len(tiles) * (_THUMB + 6), _THUMB), "white")
     for i, tile in enumerate(tiles):
         grid.paste(tile, (i * (_THUMB + 6), 0))
@@ -151,6 +154,7 @@ def write_report(run: str | Path, details: dict, ablation_rows: list[tuple[str, 
     per_identity = metrics["per_identity_ap"]
     ap_by_query = per_query_ap(similarity, labels)[0]
     order = sorted(per_identity, key=per_identity.get)
+    alpha = read_run_config(run_members(run)[0]).data.alpha
     sections = [f"<h1>{html.escape(title or 'jaguar-reid report')}</h1>",
                 f"<p class='sub'>run <code>{html.escape(str(run))}</code>; {len(labels)} images of "
                 f"{len(set(labels))} identities ({html.escape(details.get('set_name', 'validation split'))})</p>"]
@@ -165,7 +169,7 @@ def write_report(run: str | Path, details: dict, ablation_rows: list[tuple[str, 
     for kind, identity in (("best", order[-1]), ("worst", order[0])):
         queries = [i for i in np.flatnonzero(labels == identity) if not np.isnan(ap_by_query[i])]
         query = queries[int(np.argsort([ap_by_query[i] for i in queries])[len(queries) // 2])]
-        grids.append(f"<figure><img alt='retrieval {kind}' src='{retrieval_grid(similarity, labels, paths, query)}'>"
+        grids.append(f"<figure><img alt='retrieval {kind}' src='{retrieval_grid(similarity, labels, paths, query, alpha)}'>"
                      f"<figcaption>{kind} identity <b>{html.escape(str(identity))}</b> (AP {per_identity[identity]:.3f}): "
                      f"query (blue) and its top 5; green = same animal, red = another</figcaption></figure>")
     sections.append("<h2>Retrieval examples</h2>" + "".join(grids))
