@@ -61,9 +61,8 @@ def forward_flops(model: torch.nn.Module, image_size: int, device: torch.device)
     return float(counter.get_total_flops())
 
 
-def build(args, device: torch.device, micro_batch: int, accumulation: int, compile_: bool, checkpointing: bool):
+def build(args, device: torch.device, compile_: bool, checkpointing: bool):
     cfg = Config(model=ModelConfig(backbone=args.model, pretrained="none", pooling="gem", head="arcface"))
-    cfg.train.batch_size, cfg.train.grad_accumulation, cfg.train.precision = micro_batch, accumulation, "bf16"
     torch.manual_seed(0)
     with device:  # initialise the weights on the device: seconds instead of a minute for EVA-02 L
         model = create_reid_model(cfg.model, image_size=args.image_size)
@@ -78,7 +77,7 @@ def build(args, device: torch.device, micro_batch: int, accumulation: int, compi
 
 
 def train_rate(args, device, micro_batch, accumulation, compile_=False, checkpointing=False) -> dict:
-    model, optimizer, step = build(args, device, micro_batch, accumulation, compile_, checkpointing)
+    model, optimizer, step = build(args, device, compile_, checkpointing)
     images = torch.rand(micro_batch, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, N_CLASSES, (micro_batch,), device=device)
 
@@ -112,8 +111,8 @@ def loss_agreement(args, device) -> dict:
     """Loss of one fixed batch, eager vs compiled, same weights: must agree within bf16 tolerance."""
     losses = {}
     for compile_ in (False, True):
-        _, _, step = build(args, device, 32, 1, compile_, False)  # batch 32: the compiled graph is cached
-        torch.manual_seed(1)
+        _, _, step = build(args, device, compile_, False)
+        torch.manual_seed(1)  # batch 32, as in train_rate: the compiled graph is cached
         images = torch.rand(32, 3, args.image_size, args.image_size, device=device)
         labels = torch.arange(32, device=device) % N_CLASSES
         with torch.no_grad():

@@ -21,7 +21,7 @@ from ..training.trainer import METRICS_FILE, read_run_config, run_members  # noq
 
 REPORT_FILE = "report.html"
 _THUMB = 128
-_CURVE_METRICS = ("identity_balanced_map", "retrieval_map", "pair_auc", "pair_ap", "retrieval_top1")
+_CURVE_METRICS = ("identity_balanced_map", "retrieval_map", "pair_auc")
 
 # Marks the page once loaded: how many images rendered and whether any script error happened, so a
 # headless browser (and a curious user) can check that the report is whole.
@@ -43,17 +43,21 @@ img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:90%}
 </style>"""
 
 
+def _data_uri(buffer: io.BytesIO) -> str:
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _data_uri(buffer)
 
 
 def _pil_png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _data_uri(buffer)
 
 
 def training_curves(run: Path) -> str | None:
@@ -66,7 +70,7 @@ def training_curves(run: Path) -> str | None:
     for name, rows in histories.items():
         trained = [r for r in rows if r["loss"] is not None]
         axes[0].plot([r["epoch"] for r in trained], [r["loss"] for r in trained], marker="o", label=name)
-        for metric in _CURVE_METRICS[:3]:
+        for metric in _CURVE_METRICS:
             axes[1].plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker=".", label=f"{metric} ({name})")
     axes[0].set(title="training loss", xlabel="epoch")
     axes[1].set(title="validation (epoch 0 = untrained)", xlabel="epoch", ylim=(0, 1.02))

@@ -88,13 +88,18 @@ def lr_factor(epoch: int, cfg: Config) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / span))
 
 
+def _metadata_column(cfg: Config, setting: str, column: str, filenames) -> list[str]:
+    """Values of a metadata column named by ``setting`` (e.g. split.group_column) for ``filenames``."""
+    if not cfg.split.metadata_csv:
+        raise DataError(f"{setting} is set but split.metadata_csv is not")
+    return read_metadata_column(cfg.split.metadata_csv, column, filenames)
+
+
 def build_split(cfg: Config, competition: Competition) -> Split:
     files, labels = competition.train["filename"].tolist(), competition.train["ground_truth"].tolist()
     groups = None
     if cfg.split.group_column:
-        if not cfg.split.metadata_csv:
-            raise DataError("split.group_column is set but split.metadata_csv is not")
-        groups = read_metadata_column(cfg.split.metadata_csv, cfg.split.group_column, files)
+        groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, files)
     split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column)
     train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
     if len(train_ids) < 2:
@@ -184,9 +189,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     table = competition.train.set_index("filename")
     train_classes = table.loc[split.train, "ground_truth"].tolist()
     if cfg.train.class_column:
-        if not cfg.split.metadata_csv:
-            raise DataError("train.class_column is set but split.metadata_csv is not")
-        values = read_metadata_column(cfg.split.metadata_csv, cfg.train.class_column, split.train)
+        values = _metadata_column(cfg, "train.class_column", cfg.train.class_column, split.train)
         train_classes = [f"{identity}/{value}" for identity, value in zip(train_classes, values)]
     classes = sorted(set(train_classes))
     class_index = {name: i for i, name in enumerate(classes)}
@@ -243,7 +246,6 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
         metrics = validate(model, val_set, val_labels, cfg, device)
         history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **metrics})
     accumulation = cfg.train.grad_accumulation
-    started = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         epoch_start = time.time()
         torch.manual_seed(seed * 100_003 + epoch)  # augmentations depend on (seed, epoch) only
@@ -305,7 +307,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
             for name in (BEST_WEIGHTS, LAST_WEIGHTS):
                 _save_weights(model, out / name, {"epoch": "0", "backbone": cfg.model.backbone})
         _write_metrics(out, history)
-    summary = _summary(cfg, history, best, split, len(set(table.loc[split.train, "ground_truth"])), time.time() - started)
+    summary = _summary(cfg, history, best, split, len(set(table.loc[split.train, "ground_truth"])))
     if distributed.is_main:
         _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
@@ -321,7 +323,7 @@ def _write_metrics(out: Path, history: list[dict]) -> None:
     _atomic_write_text(out / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in history))
 
 
-def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_identities: int, seconds: float) -> dict:
+def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_identities: int) -> dict:
     by_epoch = {row["epoch"]: row for row in history}
     best_row = by_epoch.get(best["epoch"], history[-1])
     trained = [row for row in history if row["epoch"] > 0]
