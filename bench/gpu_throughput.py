@@ -28,10 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from jaguar_reid.config import Config, ModelConfig
 from jaguar_reid.data.dataset import ImageSet
-from jaguar_reid.inference.embed import autocast
+from jaguar_reid.devices import autocast
 from jaguar_reid.models import create_reid_model
 from jaguar_reid.training.losses import ReIDCriterion
-from jaguar_reid.training.trainer import TrainStep, build_optimizer
+from jaguar_reid.training.optim import build_optimizer
+from jaguar_reid.training.trainer import TrainStep
 
 N_CLASSES = 31
 

@@ -6,7 +6,7 @@ from jaguar_reid.config import Config, ConfigError, load_config, preset_names
 
 
 def test_presets_are_shipped():
-    assert {"eva02-large-448", "resnet50-baseline", "convnext-triplet", "lite0-cpu"} <= set(preset_names())
+    assert {"eva02-large-448", "resnet50-baseline", "convnext-triplet", "lite0-cpu", "lite0-finetune"} <= set(preset_names())
 
 
 def test_eva02_preset_holds_the_seed_hyperparameters():
@@ -38,10 +38,12 @@ def test_overrides_parse_types():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.epochs=many", "preset lite0-cpu: train.epochs: Input should be a valid integer, unable to parse string as an integer"),
-    ("train.epoch=3", "preset lite0-cpu: train.epoch: Extra inputs are not permitted"),
-    ("data.alpha=purple", "preset lite0-cpu: data.alpha: Input should be 'keep', 'black', 'gray', 'white' or 'noise'"),
-    ("noequals", "override 'noequals': expected section.key=value"),
+    ("train.epochs=many", "--set train.epochs: Input should be a valid integer, unable to parse string as an integer"),
+    ("train.epoch=3", "--set: unknown key train.epoch; did you mean train.epochs? "
+                      "(`jaguar-reid config show` lists every key)"),
+    ("trian.epochs=3", "--set: unknown key trian; did you mean train? (`jaguar-reid config show` lists every key)"),
+    ("data.alpha=purple", "--set data.alpha: Input should be 'keep', 'black', 'gray', 'white' or 'noise'"),
+    ("noequals", "override 'noequals': expected section.key=value, e.g. train.epochs=3"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(ConfigError) as error:
@@ -60,3 +62,28 @@ def test_unknown_config():
     with pytest.raises(ConfigError, match="unknown config 'nope': not a file, and not a preset"):
         load_config("nope")
     assert Config().train.epochs == 10
+
+
+def test_unknown_key_in_a_preset_file_names_the_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nepohcs = 3\n")
+    with pytest.raises(ConfigError, match=r"mine.toml: unknown key train.epohcs; did you mean train.epochs\?"):
+        load_config(str(path))
+
+
+def test_with_overrides_takes_typed_values_unparsed():
+    cfg = load_config("lite0-cpu").with_overrides({"split.group_column": "2024", "train.epochs": 2})
+    assert cfg.split.group_column == "2024" and cfg.train.epochs == 2  # "2024" stays a string
+    assert load_config("lite0-cpu").with_overrides(["train.epochs=2"]).train.epochs == 2
+
+
+def test_config_show_round_trips_with_a_comment_per_key():
+    import tomllib
+
+    from jaguar_reid.config import build_config, describe_config
+
+    for name in preset_names():
+        text = describe_config(load_config(name))
+        assert build_config(tomllib.loads(text)) == load_config(name)
+        keys = [line for line in text.splitlines() if "=" in line and not line.startswith(("#", "name"))]
+        assert all("# " in line for line in keys), [line for line in keys if "# " not in line]

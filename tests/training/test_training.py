@@ -13,7 +13,9 @@ import pytest
 from jaguar_reid.config import load_config
 from jaguar_reid.data import DataError
 from jaguar_reid.data.synthetic import make_demo_data
-from jaguar_reid.training.trainer import RunFolderError, lr_factor, train
+from jaguar_reid.errors import RunFolderError
+from jaguar_reid.training.optim import lr_factor
+from jaguar_reid.training.trainer import train
 
 TINY = ["model.backbone=resnet18", "model.pretrained=none", "model.embedding_dim=32", "data.image_size=48",
         "train.batch_size=8", "train.images_per_identity=2", "train.epochs=3", "optimizer.lr=1e-3", "train.eval_batch_size=32"]
@@ -31,7 +33,7 @@ def _history(run):
 
 def test_pretrained_lite0_learns_beyond_frozen_features(tmp_path):
     root = make_demo_data(tmp_path / "data", identities=16, scale=0.45, seed=11)
-    cfg = load_config("lite0-cpu", ["data.image_size=112", "train.epochs=6", "train.batch_size=16", "data.alpha=gray"])
+    cfg = load_config("lite0-finetune", ["data.image_size=112", "train.epochs=6", "train.batch_size=16", "data.alpha=gray"])
     summary = train(cfg, root, tmp_path / "run")
     frozen, trained = summary["untrained"]["identity_balanced_map"], summary["best"]["identity_balanced_map"]
     assert trained > frozen + 0.08, (frozen, trained)
@@ -44,11 +46,11 @@ def test_pretrained_lite0_learns_beyond_frozen_features(tmp_path):
 
 
 def test_same_seed_twice_gives_identical_metrics(train_root, tmp_path):
-    cfg = load_config("lite0-cpu", TINY + ["train.epochs=2"])
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=2"])
     train(cfg, train_root, tmp_path / "a")
     train(cfg, train_root, tmp_path / "b")
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
-    other = load_config("lite0-cpu", TINY + ["train.epochs=2", "train.seed=7"])
+    other = load_config("lite0-finetune", TINY + ["train.epochs=2", "train.seed=7"])
     train(other, train_root, tmp_path / "c")
     assert _history(tmp_path / "c")[-1]["loss"] != _history(tmp_path / "a")[-1]["loss"]
     # The split does not depend on the training seed.
@@ -56,7 +58,7 @@ def test_same_seed_twice_gives_identical_metrics(train_root, tmp_path):
 
 
 def _train_command(root, out):
-    args = [sys.executable, "-m", "jaguar_reid", "train", "--data-root", str(root), "--out", str(out)]
+    args = [sys.executable, "-m", "jaguar_reid", "train", "--config", "lite0-finetune", "--data-root", str(root), "--out", str(out)]
     for item in TINY + ["train.epochs=4"]:
         args += ["--set", item]
     return args
@@ -82,10 +84,10 @@ def test_resume_after_kill_reaches_the_uninterrupted_result(train_root, tmp_path
 
 
 def test_different_config_in_run_folder_is_refused(train_root, tmp_path):
-    cfg = load_config("lite0-cpu", TINY + ["train.epochs=1"])
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=1"])
     train(cfg, train_root, tmp_path / "run")
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
-    changed = load_config("lite0-cpu", TINY + ["train.epochs=2"])
+    changed = load_config("lite0-finetune", TINY + ["train.epochs=2"])
     with pytest.raises(RunFolderError, match="holds a run with a different config; pass --resume"):
         train(changed, train_root, tmp_path / "run")
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
@@ -96,7 +98,7 @@ def test_different_config_in_run_folder_is_refused(train_root, tmp_path):
 
 
 def test_multi_seed_runs_share_the_split_and_summarise(train_root, tmp_path):
-    cfg = load_config("lite0-cpu", TINY + ["train.epochs=1"])
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=1"])
     summary = train(cfg, train_root, tmp_path / "run", seeds=[1, 2])
     assert summary["seeds"] == [1, 2] and set(summary["runs"]) == {"1", "2"}
     assert set(summary["mean"]) == set(summary["std"]) >= {"identity_balanced_map", "pair_auc"}
@@ -119,13 +121,13 @@ def _labels_root(tmp_path, rows):
 def test_one_identity_is_refused(tmp_path):
     root = _labels_root(tmp_path, [(f"{i}.png", "solo") for i in range(6)])
     with pytest.raises(DataError, match="training needs at least two identities, found 1"):
-        train(load_config("lite0-cpu", TINY), root, tmp_path / "run")
+        train(load_config("lite0-finetune", TINY), root, tmp_path / "run")
 
 
 def test_no_identity_with_two_validation_images_is_refused(tmp_path):
     root = _labels_root(tmp_path, [(f"{i}.png", f"id{i % 3}") for i in range(9)])
     with pytest.raises(DataError, match="no identity has two images in the validation split"):
-        train(load_config("lite0-cpu", TINY), root, tmp_path / "run")
+        train(load_config("lite0-finetune", TINY), root, tmp_path / "run")
 
 
 def test_cosine_schedule_matches_the_seed():
@@ -140,12 +142,12 @@ def test_class_column_trains_one_class_per_identity_and_flank(train_root, tmp_pa
     train_csv = pd.read_csv(train_root / "train.csv")
     meta = train_csv.assign(flank=["left" if i % 2 else "right" for i in range(len(train_csv))])
     meta.to_csv(tmp_path / "meta.csv", index=False)
-    cfg = load_config("lite0-cpu", TINY + ["train.epochs=1", f"split.metadata_csv={tmp_path / 'meta.csv'}",
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=1", f"split.metadata_csv={tmp_path / 'meta.csv'}",
                                            "train.class_column=flank"])
     summary = train(cfg, train_root, tmp_path / "run")
     classes = json.loads((tmp_path / "run" / "labels.json").read_text())
     assert len(classes) == 2 * summary["n_identities"]
     assert all(c.rsplit("/", 1)[1] in ("left", "right") for c in classes)
-    missing = load_config("lite0-cpu", TINY + ["train.class_column=flank"])
+    missing = load_config("lite0-finetune", TINY + ["train.class_column=flank"])
     with pytest.raises(DataError, match="train.class_column is set but split.metadata_csv is not"):
         train(missing, train_root, tmp_path / "other")

@@ -7,17 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2
 
 from ..config import AlphaPolicy, DataConfig
-from .images import load_image
+from .images import load_image, prepare_image
 
 
 def load_pixels(path: Path, image_size: int, alpha: AlphaPolicy) -> torch.Tensor:
-    """An image as a (3, S, S) uint8 tensor, squashed to the square input size."""
-    image = load_image(path, alpha).resize((image_size, image_size), Image.Resampling.BICUBIC)
+    """An image file as a (3, S, S) uint8 tensor, squashed to the square input size."""
+    return _to_pixels(load_image(path, alpha), image_size)
+
+
+def pil_to_pixels(image: Image.Image, image_size: int, alpha: AlphaPolicy) -> torch.Tensor:
+    """An opened image (any mode) as a (3, S, S) uint8 tensor, like ``load_pixels``."""
+    return _to_pixels(prepare_image(ImageOps.exif_transpose(image), alpha), image_size)
+
+
+def _to_pixels(image: Image.Image, image_size: int) -> torch.Tensor:
+    image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 

@@ -9,13 +9,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import AlphaPolicy
-from .tables import DataError
+from ..errors import ImageLoadError
 
 _BACKGROUNDS = {"black": (0, 0, 0), "gray": (128, 128, 128), "white": (255, 255, 255)}
-
-
-class ImageLoadError(DataError):
-    """A corrupt, truncated or unreadable image file."""
 
 
 def _to_rgba_or_rgb(image: Image.Image) -> Image.Image:
@@ -67,4 +63,9 @@ def load_image(path: str | Path, alpha: AlphaPolicy = "keep") -> Image.Image:
         raise ImageLoadError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"{path}: cannot read image ({error})") from None
-    return apply_alpha(_to_rgba_or_rgb(image), alpha, seed=zlib.crc32(path.name.encode()))
+    return prepare_image(image, alpha, seed=zlib.crc32(path.name.encode()))
+
+
+def prepare_image(image: Image.Image, alpha: AlphaPolicy = "keep", seed: int = 0) -> Image.Image:
+    """An opened image of any mode as RGB, alpha handled per ``alpha`` (noise seeded by ``seed``)."""
+    return apply_alpha(_to_rgba_or_rgb(image), alpha, seed=seed)

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..files import atomic_write_json
 from .tables import DataError
-
-SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -28,13 +27,11 @@ class Split:
     split_seed: int
     val_fraction: float
     group_column: str | None = None
+    min_groups: int = 2
     notes: list[str] = field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        atomic_write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
@@ -52,13 +49,20 @@ def make_split(
     split_seed: int = 314159,
     groups=None,
     group_column: str | None = None,
+    min_groups: int = 2,
 ) -> Split:
     """Stratified split: per identity, round(fraction x groups) groups go to validation.
 
-    Identities with one image (or one group) stay in train; identities with two or more groups
-    put at least one group in validation and keep at least one in train. Without ``groups`` each
-    image is its own group. A group must not span identities.
+    Identities with fewer than ``min_groups`` groups stay in train; the others put at least one
+    group in validation and keep at least one in train. Without ``groups`` each image is its own
+    group. A group must not span identities.
+
+    Re-sighting hold-out: with groups = sightings, ``min_groups=4`` and ``val_fraction=0.25``,
+    about a quarter of the sightings of every animal seen at least four times are held out, so
+    validation asks what re-identification asks: is this new sighting one of our known animals?
     """
+    if min_groups < 2:
+        raise DataError(f"min_groups must be at least 2, got {min_groups}")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     frame = pd.DataFrame({"filename": list(filenames), "identity": list(labels)})
@@ -71,8 +75,8 @@ def make_split(
     train, val, notes = [], [], []
     for identity, members in sorted(frame.groupby("identity"), key=lambda item: item[0]):
         group_names = np.array(sorted(members["group"].unique()), dtype=object)
-        if len(group_names) < 2:
-            if len(members) >= 2:
+        if len(group_names) < min_groups:
+            if len(members) >= 2 and min_groups == 2:
                 notes.append(f"identity {identity!r}: one {group_column or 'group'} only, kept in train")
             train.extend(members["filename"])
             continue
@@ -87,6 +91,7 @@ def make_split(
         split_seed=split_seed,
         val_fraction=val_fraction,
         group_column=group_column,
+        min_groups=min_groups,
         notes=notes,
     )
 

@@ -19,6 +19,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from ..files import atomic_path
+
 # Fitted to the real competition: 31 identities, 13 to 183 images each, median 45.
 _MEDIAN_IMAGES, _LOG_SPREAD, _MIN_IMAGES, _MAX_IMAGES = 45.0, 0.655, 13, 183
 _TEST_FRACTION = 371 / (1895 + 371)
@@ -177,9 +179,8 @@ def render_image(identity: _Identity, rng: np.random.Generator) -> Image.Image:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def make_demo_data(out: str | Path, identities: int = 31, scale: float = 1.0, seed: int = 0) -> Path:

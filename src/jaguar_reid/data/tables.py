@@ -15,14 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ..errors import DataError
+
 TRAIN_COLUMNS = ("filename", "ground_truth")
 TEST_COLUMNS = ("row_id", "query_image", "gallery_image")
 SUBMISSION_COLUMNS = ("row_id", "similarity")
 _MISSING_SHOWN = 3
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message is one line naming the file and row."""
 
 
 def _line(index: int) -> int:

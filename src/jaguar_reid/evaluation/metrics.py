@@ -19,6 +19,24 @@ import numpy as np
 _ROW_CHUNK = 512
 # The quality metrics every table reports, leaderboard metric first.
 METRIC_NAMES = ("identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_auc", "pair_ap")
+# Plain-words names and definitions; every metric is higher-is-better, 1.0 is perfect.
+METRIC_LABELS = {
+    "identity_balanced_map": ("identity-balanced mAP",
+                              "the leaderboard metric: average precision of each query image over all other images, "
+                              "averaged within each identity, then across identities"),
+    "retrieval_map": ("mAP", "average precision per query image, averaged over all queries"),
+    "retrieval_top1": ("top-1", "share of query images whose most similar other image shows the same animal"),
+    "pair_auc": ("pair AUC", "chance that a same-animal pair scores higher than a different-animal pair"),
+    "pair_ap": ("pair AP", "average precision over all pairs ranked by similarity, same animal = positive"),
+}
+
+OTHER_GROUPS = "_other_groups"
+
+
+def metric_label(key: str) -> str:
+    """The plain-words name of a metric key, e.g. ``pair_auc_other_groups`` -> "pair AUC, other groups"."""
+    base = key.removesuffix(OTHER_GROUPS)
+    return METRIC_LABELS[base][0] + (", other groups" if base != key else "") if base in METRIC_LABELS else key
 
 
 def _ranked(similarity: np.ndarray, labels: np.ndarray, rows: slice):

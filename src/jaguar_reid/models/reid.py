@@ -105,6 +105,26 @@ def _freeze_leading_stages(backbone: nn.Module, n_stages: int) -> list[nn.Module
     return [module for module in frozen if not list(module.children())]
 
 
+def create_neck(cfg: ModelConfig, feature_dim: int) -> tuple[nn.Module, int]:
+    """The layer between pooling and embedding, and the embedding size.
+
+    ``linear`` starts as the identity when square, so the untrained model embeds exactly as the
+    pretrained backbone does and training moves away from it only as far as it helps.
+    """
+    kind = ("linear_bn" if cfg.embedding_dim else "none") if cfg.neck == "auto" else cfg.neck
+    dim = cfg.embedding_dim or feature_dim
+    if kind == "none":
+        if cfg.embedding_dim and cfg.embedding_dim != feature_dim:
+            raise ValueError(f"model.neck=none keeps the backbone's {feature_dim} features, but embedding_dim={cfg.embedding_dim}")
+        return nn.Identity(), feature_dim
+    linear = nn.Linear(feature_dim, dim, bias=False)
+    if kind == "linear":
+        if dim == feature_dim:
+            nn.init.eye_(linear.weight)
+        return linear, dim
+    return nn.Sequential(linear, nn.BatchNorm1d(dim)), dim
+
+
 class ReIDModel(nn.Module):
     """Images (float in [0, 1], NCHW) -> embeddings (N, D), not normalised.
 
@@ -116,13 +136,7 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.pool = GeM(cfg.gem_p) if cfg.pooling == "gem" else AveragePool()
-        feature_dim = backbone.num_features
-        if cfg.embedding_dim:
-            self.neck = nn.Sequential(nn.Linear(feature_dim, cfg.embedding_dim, bias=False), nn.BatchNorm1d(cfg.embedding_dim))
-            self.embedding_dim = cfg.embedding_dim
-        else:
-            self.neck = nn.Identity()
-            self.embedding_dim = feature_dim
+        self.neck, self.embedding_dim = create_neck(cfg, backbone.num_features)
         data_cfg = timm.data.resolve_data_config({}, model=backbone)
         self.register_buffer("mean", torch.tensor(data_cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False)
@@ -135,14 +149,23 @@ class ReIDModel(nn.Module):
             module.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def freeze_backbone(self) -> None:
+        """Freeze backbone and pooling entirely (their modules stay in eval mode): only the neck trains."""
+        for module in (self.backbone, self.pool):
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+        self._frozen = [m for m in [*self.backbone.modules(), self.pool] if not list(m.children())]
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features pooled to (N, feature_dim): the neck's input."""
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         features = self.backbone.forward_features(x)
         if features.ndim == 4:  # convnet: (N, C, H, W)
-            pooled = self.pool(features, (2, 3))
-        else:  # vision transformer: (N, tokens, C); pool the patch tokens
-            pooled = self.pool(features[:, self.num_prefix_tokens :], (1,))
-        return self.neck(pooled)
+            return self.pool(features, (2, 3))
+        return self.pool(features[:, self.num_prefix_tokens :], (1,))  # vision transformer: pool the patch tokens
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.pooled(images))
 
 
 def create_reid_model(cfg: ModelConfig, weights: str | Path | None = None, image_size: int | None = None) -> ReIDModel:

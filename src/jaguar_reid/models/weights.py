@@ -13,15 +13,13 @@ from pathlib import Path
 
 import torch
 
+from ..errors import WeightsError
+
 _LITE = re.compile(r"^tf_efficientnet_lite([0-2])(\..*)?$")
 _EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
              "_project_conv": "conv_pwl", "_bn2": "bn3"}
 _NOT_EXPANDED = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights were asked for and cannot be had."""
 
 
 def offline_package_available(backbone: str) -> bool:

@@ -1,26 +1,30 @@
-"""A self-contained HTML report of a run: every image is embedded, nothing is fetched."""
+"""A self-contained HTML report of a run: every image is embedded, nothing is fetched.
+
+Figures are ``matplotlib.figure.Figure`` objects rendered to PNG: importing this module picks no
+plotting backend and changes no global state.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageDraw, ImageOps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageOps  # noqa: E402
+from ..data.images import load_image
+from ..evaluation.evaluate import Evaluation
+from ..evaluation.metrics import METRIC_LABELS, METRIC_NAMES, compute_metrics, per_query_ap
+from ..files import atomic_write_text
+from ..runs import REPORT_FILE, Run
 
-from ..data.images import load_image  # noqa: E402
-from ..evaluation.metrics import METRIC_NAMES, compute_metrics, per_query_ap  # noqa: E402
-from ..training.trainer import METRICS_FILE, read_run_config, run_members  # noqa: E402
-
-REPORT_FILE = "report.html"
 _THUMB = 128
+_RETRIEVAL_ROWS = 6
+_TOP = 5
 _CURVE_METRICS = ("identity_balanced_map", "retrieval_map", "pair_auc")
 
 # Marks the page once loaded: how many images rendered and whether any script error happened, so a
@@ -36,10 +40,12 @@ window.addEventListener('load', () => {
 </script>"""
 
 _STYLE = """<style>
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}table{border-collapse:collapse;margin:1em 0}
 td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}td:first-child,th:first-child{text-align:left}
-img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:90%}
+tr.submission td{font-weight:bold;background:#fff6e0}img{max-width:100%}figure{margin:1em 0}
+figcaption{color:#555;font-size:90%}dl{font-size:90%;color:#444}dt{font-weight:bold;float:left;margin-right:.5em}
+dd{margin:0 0 .3em 0}.stage{color:#8a5a00;font-size:90%}
 </style>"""
 
 
@@ -47,10 +53,9 @@ def _data_uri(buffer: io.BytesIO) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _png(figure) -> str:
+def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
     return _data_uri(buffer)
 
 
@@ -60,47 +65,63 @@ def _pil_png(image: Image.Image) -> str:
     return _data_uri(buffer)
 
 
-def training_curves(run: Path) -> str | None:
-    members = run_members(run)
-    histories = {m.name: [json.loads(l) for l in (m / METRICS_FILE).read_text().splitlines()] for m in members
-                 if (m / METRICS_FILE).exists()}
+def training_curves(run: Run) -> str | None:
+    """Loss (and its parts) and validation metrics per epoch; the kept epoch is marked."""
+    histories = {m.path.name: m.history for m in run.members if m.history}
     if not histories:
         return None
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    figure = Figure(figsize=(11, 3.8))
+    loss_axis, metric_axis = figure.subplots(1, 2)
     for name, rows in histories.items():
         trained = [r for r in rows if r["loss"] is not None]
-        axes[0].plot([r["epoch"] for r in trained], [r["loss"] for r in trained], marker="o", label=name)
+        suffix = f" ({name})" if len(histories) > 1 else ""
+        loss_axis.plot([r["epoch"] for r in trained], [r["loss"] for r in trained], marker="o", label=f"total{suffix}")
+        for part in sorted({k for r in trained for k in r if k.startswith("loss_")}):
+            loss_axis.plot([r["epoch"] for r in trained], [r[part] for r in trained], marker=".", linestyle="--",
+                           label=f"{part.removeprefix('loss_')}{suffix}")
         for metric in _CURVE_METRICS:
-            axes[1].plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker=".", label=f"{metric} ({name})")
-    axes[0].set(title="training loss", xlabel="epoch")
-    axes[1].set(title="validation (epoch 0 = untrained)", xlabel="epoch", ylim=(0, 1.02))
-    axes[1].legend(fontsize=7)
+            metric_axis.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker=".",
+                             label=f"{METRIC_LABELS[metric][0]}{suffix}")
+    for member in run.members:
+        summary = member.summary or {}
+        if "best_epoch" in summary:
+            metric_axis.axvline(summary["best_epoch"], color="#c58b2b", linestyle=":", linewidth=1.5)
+    loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss (lower is better)")
+    metric_axis.set(title="validation, raw similarity (epoch 0 = untrained; dotted = kept epoch)", xlabel="epoch",
+                    ylabel="score (higher is better)", ylim=(0, 1.02))
+    for axis in (loss_axis, metric_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend(fontsize=7)
     return _png(figure)
 
 
-def identity_bars(per_identity: dict[str, float]) -> str:
+def identity_bars(per_identity: dict[str, float], stage: str) -> str:
     names = sorted(per_identity, key=per_identity.get)
-    figure, axis = plt.subplots(figsize=(11, max(2.5, 0.22 * len(names))))
+    figure = Figure(figsize=(11, max(2.5, 0.22 * len(names))))
+    axis = figure.subplots()
     axis.barh(names, [per_identity[n] for n in names], color="#c58b2b")
-    axis.set(xlim=(0, 1), xlabel="mean AP of the identity's queries", title="AP per identity")
+    axis.set(xlim=(0, 1), xlabel="mean AP of the identity's query images (higher is better)", ylabel="identity",
+             title=f"AP per identity ({stage})")
     axis.tick_params(axis="y", labelsize=7)
     return _png(figure)
 
 
-def similarity_histogram(similarity: np.ndarray, labels: np.ndarray) -> str:
+def similarity_histogram(similarity: np.ndarray, labels: np.ndarray, stage: str) -> str:
     off = ~np.eye(len(labels), dtype=bool)
     same = (labels[:, None] == labels[None, :])[off]
     values = similarity[off]
-    figure, axis = plt.subplots(figsize=(8, 3.2))
+    figure = Figure(figsize=(8, 3.2))
+    axis = figure.subplots()
     bins = np.linspace(values.min(), values.max(), 60)
     axis.hist(values[~same], bins=bins, alpha=0.6, density=True, label="different identity", color="#777")
     axis.hist(values[same], bins=bins, alpha=0.6, density=True, label="same identity", color="#d2691e")
-    axis.set(xlabel="similarity", ylabel="density", title="pair similarities")
+    axis.set(xlabel="similarity", ylabel="density (share of pairs)", title=f"pair similarities ({stage})")
     axis.legend()
     return _png(figure)
 
 
-def embedding_map(embeddings: np.ndarray, labels: np.ndarray) -> str:
+def embedding_map(embeddings: np.ndarray, labels: np.ndarray, stage: str) -> str:
+    """t-SNE (or PCA) of the embeddings; each identity has its own colour and marker, named in a legend."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -110,78 +131,125 @@ def embedding_map(embeddings: np.ndarray, labels: np.ndarray) -> str:
         method = "t-SNE"
     else:
         x, method = x[:, :2], "PCA"
-    codes = {name: i for i, name in enumerate(sorted(set(labels)))}
-    figure, axis = plt.subplots(figsize=(7, 6))
-    axis.scatter(x[:, 0], x[:, 1], c=[codes[l] for l in labels], cmap="tab20", s=14)
-    axis.set(title=f"embeddings ({method}), coloured by identity", xticks=[], yticks=[])
+    identities = sorted(set(labels))
+    figure = Figure(figsize=(10, 7))
+    axis = figure.subplots()
+    colours = _palette(len(identities))
+    markers = "os^DvP*Xh<>p"
+    for i, identity in enumerate(identities):
+        mask = labels == identity
+        axis.scatter(x[mask, 0], x[mask, 1], color=colours[i], marker=markers[(i // 20) % len(markers)], s=18,
+                     label=str(identity))
+    axis.set(title=f"embeddings ({method}, {stage}), one colour and marker per identity", xticks=[], yticks=[])
+    if len(identities) <= 60:
+        axis.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _png(figure)
 
 
+def _palette(n: int) -> list[tuple]:
+    """n distinguishable colours: tab20's 20, then evenly spaced hues."""
+    from matplotlib import colormaps
+
+    tab = [colormaps["tab20"](i) for i in range(20)]
+    return [tab[i] if i < 20 else colormaps["hsv"]((i - 20) / max(1, n - 20)) for i in range(n)]
+
+
 def _thumb(path: Path, border: str | None, alpha: str) -> Image.Image:
-    image = ImageOps.pad(load_image(path, alpha), (_THUMB, _THUMB), color=(255, 255, 255))
+    """A square thumbnail filled by the image (centre crop, no letterbox), as the model saw it."""
+    image = ImageOps.fit(load_image(path, alpha), (_THUMB, _THUMB))
     if border:
         ImageDraw.Draw(image).rectangle([0, 0, _THUMB - 1, _THUMB - 1], outline=border, width=6)
     return image
 
 
-def retrieval_grid(similarity: np.ndarray, labels: np.ndarray, paths: list[Path], query: int, alpha: str = "keep",
-                   top: int = 5) -> str:
-    """A query and its top matches, shown as the model saw them (``alpha`` policy); green border =
-    same identity, red = different."""
+def retrieval_row(similarity: np.ndarray, labels: np.ndarray, paths: list[Path], query: int, alpha: str = "keep",
+                  top: int = _TOP) -> tuple[str, list[tuple[str, float, bool]], int]:
+    """A query and its top matches as one image (green border = same identity, red = another);
+    also the matches (name, score, same?) and the rank of the first true match (1-based)."""
     scores = similarity[query].astype(float).copy()
     scores[query] = -np.inf
-    ranked = np.argsort(-scores, kind="stable")[:top]
+    order = np.argsort(-scores, kind="stable")
+    same = labels[order] == labels[query]
+    first_true = int(np.argmax(same[:-1])) + 1 if same[:-1].any() else 0
+    ranked = order[:top]
     tiles = [_thumb(paths[query], "#3366cc", alpha)]
     tiles += [_thumb(paths[j], "#2e9e44" if labels[j] == labels[query] else "#cc3333", alpha) for j in ranked]
     grid = Image.new("RGB", (len(tiles) * (_THUMB + 6), _THUMB), "white")
     for i, tile in enumerate(tiles):
         grid.paste(tile, (i * (_THUMB + 6), 0))
-    return _pil_png(grid)
+    matches = [(Path(paths[j]).name, float(scores[j]), bool(labels[j] == labels[query])) for j in ranked]
+    return _pil_png(grid), matches, first_true
 
 
-def _metrics_table(rows: list[tuple[str, dict]]) -> str:
-    head = "<tr><th></th>" + "".join(f"<th>{k}</th>" for k in METRIC_NAMES) + "</tr>"
+def _metrics_table(rows: list[tuple[str, dict]], marked: str | None) -> str:
+    head = "<tr><th>step</th>" + "".join(f"<th>{METRIC_LABELS[k][0]}</th>" for k in METRIC_NAMES) + "</tr>"
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{m[k]:.4f}</td>" for k in METRIC_NAMES) + "</tr>" for name, m in rows
-    )
+        f"<tr{' class=submission' if name == marked else ''}><td>{html.escape(name)}"
+        f"{' (submission.csv)' if name == marked else ''}</td>"
+        + "".join(f"<td>{m[k]:.4f}</td>" for k in METRIC_NAMES) + "</tr>" for name, m in rows)
     return f"<table>{head}{body}</table>"
 
 
-def write_report(run: str | Path, details: dict, ablation_rows: list[tuple[str, dict]] | None = None,
-                 out: str | Path | None = None, title: str | None = None) -> Path:
-    """Write the report; ``details`` holds paths, labels, embeddings and the final similarity of an image set."""
-    run = Path(run)
-    out = Path(out) if out else run / REPORT_FILE
-    paths, labels = details["paths"], np.asarray(details["labels"])
-    similarity = np.asarray(details["similarity"], dtype=np.float64)
-    metrics = compute_metrics(similarity, labels)
-    per_identity = metrics["per_identity_ap"]
-    ap_by_query = per_query_ap(similarity, labels)[0]
-    order = sorted(per_identity, key=per_identity.get)
-    alpha = read_run_config(run_members(run)[0]).data.alpha
+def _definitions() -> str:
+    items = "".join(f"<dt>{name}</dt><dd>{html.escape(text)}.</dd>" for name, text in METRIC_LABELS.values())
+    return f"<dl>{items}<dt>all</dt><dd>higher is better; 1.0 is perfect.</dd></dl>"
+
+
+def _kept_epoch(run: Run) -> str:
+    parts = []
+    for member in run.members:
+        summary = member.summary or {}
+        if "best_epoch" in summary:
+            label = f"{member.path.name}: " if len(run.members) > 1 else ""
+            parts.append(f"{label}epoch {summary['best_epoch']} of {summary['epochs']} "
+                         f"(by {METRIC_LABELS.get(summary['selection_metric'], (summary['selection_metric'],))[0]})")
+    return "; ".join(parts)
+
+
+def _retrieval_section(evaluation: Evaluation, stage: str) -> str:
+    labels, similarity = evaluation.labels, np.asarray(evaluation.similarity, dtype=np.float64)
+    ap = per_query_ap(similarity, labels)[0]
+    queries = np.flatnonzero(~np.isnan(ap))
+    order = queries[np.argsort(ap[queries], kind="stable")]
+    # Best, worst and evenly spaced between: what typical, good and bad queries look like.
+    picks = order[np.unique(np.linspace(0, len(order) - 1, min(_RETRIEVAL_ROWS, len(order))).round().astype(int))][::-1]
+    figures = []
+    for query in picks:
+        image, matches, first_true = retrieval_row(similarity, labels, evaluation.paths, int(query), evaluation.alpha)
+        names = ", ".join(f"{'✓' if same else '✗'} {html.escape(name)} ({score:.3f})" for name, score, same in matches)
+        figures.append(f"<figure><img alt='retrieval {int(query)}' src='{image}'><figcaption>query "
+                       f"<b>{html.escape(Path(evaluation.paths[query]).name)}</b> of <b>{html.escape(str(labels[query]))}</b>: "
+                       f"AP {ap[query]:.3f}, first true match at rank {first_true}. Top {_TOP}: {names}</figcaption></figure>")
+    return (f"<h2>Retrieval examples</h2><p class='stage'>{stage}; queries from best to worst AP. Blue: the query; "
+            f"green: same animal; red: another; scores are the final similarity.</p>" + "".join(figures))
+
+
+def write_report(run: str | Path | Run, evaluation: Evaluation, out: str | Path | None = None,
+                 title: str | None = None) -> Path:
+    """Write the report of ``run`` on ``evaluation``'s image set (default RUN/report.html)."""
+    run = run if isinstance(run, Run) else Run(run)
+    out = Path(out) if out else run.path / REPORT_FILE
+    labels, similarity = evaluation.labels, np.asarray(evaluation.similarity, dtype=np.float64)
+    per_identity = compute_metrics(similarity, labels)["per_identity_ap"]
+    stage = f"stage shown: {evaluation.submission_step}"
+    kept = _kept_epoch(run)
     sections = [f"<h1>{html.escape(title or 'jaguar-reid report')}</h1>",
-                f"<p class='sub'>run <code>{html.escape(str(run))}</code>; {len(labels)} images of "
-                f"{len(set(labels))} identities ({html.escape(details.get('set_name', 'validation split'))})</p>"]
-    if ablation_rows:
-        sections.append("<h2>What each box adds</h2>" + _metrics_table(ablation_rows))
+                f"<p class='sub'>run <code>{html.escape(str(run.path))}</code>; {len(labels)} images of "
+                f"{len(set(labels))} identities ({html.escape(evaluation.set_name)})"
+                f"{'; kept checkpoint: ' + html.escape(kept) if kept else ''}</p>"]
+    sections.append("<h2>What each box adds</h2><p>Each row adds one step of the post-processing chain to the one "
+                    "above; the highlighted row is what submission.csv holds.</p>"
+                    + _metrics_table(evaluation.rows, evaluation.submission_step) + _definitions())
     curves = training_curves(run)
     if curves:
         sections.append(f"<h2>Training</h2><figure><img alt='training curves' src='{curves}'></figure>")
-    sections.append(f"<h2>Per identity</h2><figure><img alt='AP per identity' src='{identity_bars(per_identity)}'></figure>")
-    sections.append(f"<h2>Similarities</h2><figure><img alt='similarity histogram' src='{similarity_histogram(similarity, labels)}'></figure>")
-    grids = []
-    for kind, identity in (("best", order[-1]), ("worst", order[0])):
-        queries = [i for i in np.flatnonzero(labels == identity) if not np.isnan(ap_by_query[i])]
-        query = queries[int(np.argsort([ap_by_query[i] for i in queries])[len(queries) // 2])]
-        grids.append(f"<figure><img alt='retrieval {kind}' src='{retrieval_grid(similarity, labels, paths, query, alpha)}'>"
-                     f"<figcaption>{kind} identity <b>{html.escape(str(identity))}</b> (AP {per_identity[identity]:.3f}): "
-                     f"query (blue) and its top 5; green = same animal, red = another</figcaption></figure>")
-    sections.append("<h2>Retrieval examples</h2>" + "".join(grids))
-    sections.append(f"<h2>Embedding map</h2><figure><img alt='embedding map' src='{embedding_map(np.asarray(details['embeddings']), labels)}'></figure>")
+    sections.append(f"<h2>Per identity</h2><figure><img alt='AP per identity' src='{identity_bars(per_identity, stage)}'></figure>")
+    sections.append(f"<h2>Similarities</h2><figure><img alt='similarity histogram' "
+                    f"src='{similarity_histogram(similarity, labels, stage)}'></figure>")
+    sections.append(_retrieval_section(evaluation, stage))
+    embedding_stage = "the embeddings that enter the chain" + (" (flip TTA)" if "flip" in " ".join(n for n, _ in evaluation.rows) else "")
+    sections.append(f"<h2>Embedding map</h2><figure><img alt='embedding map' "
+                    f"src='{embedding_map(np.asarray(evaluation.embeddings), labels, embedding_stage)}'></figure>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title or 'jaguar-reid report')}</title>"
             f"{_STYLE}{_RENDER_CHECK}</head><body>{''.join(sections)}</body></html>")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
-    return out
-
+    return atomic_write_text(out, page)

@@ -24,6 +24,9 @@ class ReIDCriterion(nn.Module):
             self.arcface = losses.ArcFaceLoss(
                 num_classes, embedding_dim, margin=math.degrees(cfg.model.arcface_margin), scale=cfg.model.arcface_scale
             )
+            # Label smoothing on the margin logits: pytorch-metric-learning computes ArcFace's
+            # cross-entropy with this attribute, so a smoothed one implements it exactly.
+            self.arcface.cross_entropy = nn.CrossEntropyLoss(reduction="none", label_smoothing=cfg.loss.label_smoothing)
             self.classifier = None
         else:
             self.arcface = None

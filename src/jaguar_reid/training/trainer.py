@@ -1,47 +1,39 @@
 """The training loop: seeded, resumable, multi-seed, single process or DistributedDataParallel.
 
-A run folder holds config.toml (resolved), split.json, labels.json, metrics.jsonl, best and last
-checkpoints and summary.json. Several seeds write one sub-run each (``seed_<n>/``) over the same
-split plus a summary with the mean and standard deviation of each metric.
+``train`` is the entry point. One seed is ``train_one``: ``setup`` (data, model, optimizer,
+resume), then per epoch ``train_epoch`` (accumulation, DDP ``no_sync``), ``validate``,
+``save_checkpoint`` and a log line. The run folder's layout belongs to ``Run``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import shutil
 import time
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..config import Config, build_config
+from ..config import Config
 from ..data.competition import Competition, load_competition
 from ..data.dataset import EpochBatchSampler, ImageSet, train_transform
-from ..data.split import SPLIT_FILE, Split, make_split, read_metadata_column
+from ..data.split import Split, make_split, read_metadata_column
 from ..data.tables import DataError
-from ..evaluation.metrics import METRIC_NAMES, compute_metrics, cosine_similarity
-from ..inference.embed import autocast, embed_images, resolve_device
+from ..devices import autocast, resolve_device, tf32
+from ..evaluation.metrics import METRIC_NAMES, OTHER_GROUPS, compute_metrics, cosine_similarity
+from ..inference.embed import embed_images
 from ..models.reid import ReIDModel, create_reid_model
+from ..runs import Run
 from .losses import ReIDCriterion
+from .optim import build_optimizer, lr_factor, set_learning_rate
 
-CONFIG_FILE, LABELS_FILE, METRICS_FILE, SUMMARY_FILE = "config.toml", "labels.json", "metrics.jsonl", "summary.json"
-DATA_FILE = "data.json"
-BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors", "last_state.pt"
-
-
-class RunFolderError(RuntimeError):
-    """The output folder holds a different run."""
 
 
 @dataclass
@@ -59,33 +51,9 @@ class Distributed:
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-
-
 def _unwrap(module: nn.Module) -> nn.Module:
     module = getattr(module, "module", module)  # DistributedDataParallel
     return getattr(module, "_orig_mod", module)  # torch.compile
-
-
-def lr_factor(epoch: int, cfg: Config) -> float:
-    """Learning-rate multiplier for an epoch (0-based): linear warmup, then cosine (T_max = epochs) or constant."""
-    warmup = cfg.schedule.warmup_epochs
-    if epoch < warmup:
-        return (epoch + 1) / (warmup + 1)
-    if cfg.schedule.name == "constant":
-        return 1.0
-    span = max(1, cfg.train.epochs - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / span))
 
 
 def _metadata_column(cfg: Config, setting: str, column: str, filenames) -> list[str]:
@@ -100,7 +68,8 @@ def build_split(cfg: Config, competition: Competition) -> Split:
     groups = None
     if cfg.split.group_column:
         groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, files)
-    split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column)
+    split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column,
+                       cfg.split.min_groups)
     train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
     if len(train_ids) < 2:
         raise DataError(f"{competition.root / 'train.csv'}: training needs at least two identities, found {len(train_ids)}")
@@ -113,100 +82,129 @@ def build_split(cfg: Config, competition: Competition) -> Split:
     return split
 
 
-def _prepare_run_folder(out: Path, cfg: Config, overwrite: bool, resume: bool) -> None:
-    """Claim ``out`` for this config: refuse a different run unless told to resume or overwrite."""
-    config_path = out / CONFIG_FILE
-    if config_path.exists():
-        if overwrite:
-            shutil.rmtree(out)
-        elif read_run_config(out) != cfg and not resume:
-            raise RunFolderError(
-                f"{out}: holds a run with a different config; pass --resume to continue it with this config, "
-                "--overwrite to start again, or choose another --out"
-            )
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunFolderError(f"{out}: exists and is not a jaguar-reid run folder; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(config_path, cfg.to_toml())
-
-
-def read_run_config(run: str | Path) -> Config:
-    """The resolved config a run folder was trained with."""
-    path = Path(run) / CONFIG_FILE
-    return build_config(tomllib.loads(path.read_text()), str(path))
-
-
 class TrainStep(nn.Module):
-    """Model and criterion as one module, so DDP synchronises the ArcFace centres too."""
+    """Model and criterion as one module, so DDP synchronises the ArcFace centres too.
 
-    def __init__(self, model: ReIDModel, criterion: ReIDCriterion, device: torch.device, precision: str):
+    ``head_only``: the inputs are cached pooled features, and only the neck runs.
+    """
+
+    def __init__(self, model: ReIDModel, criterion: ReIDCriterion, device: torch.device, precision: str,
+                 head_only: bool = False):
         super().__init__()
         self.model, self.criterion = model, criterion
-        self.device, self.precision = device, precision
+        self.device, self.precision, self.head_only = device, precision, head_only
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor):
         with autocast(self.device, self.precision):
-            embeddings = self.model(images)
+            embeddings = self.model.neck(inputs) if self.head_only else self.model(inputs)
         return self.criterion(embeddings, labels)
 
 
-def build_optimizer(cfg: Config, model: ReIDModel, criterion: ReIDCriterion, device: torch.device) -> torch.optim.Optimizer:
-    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
-    head = [p for p in list(model.pool.parameters()) + list(model.neck.parameters()) + list(criterion.parameters())]
-    groups = [
-        {"params": backbone, "lr": cfg.optimizer.lr},
-        {"params": head, "lr": cfg.optimizer.lr * cfg.optimizer.head_lr_multiplier},
-    ]
-    for group in groups:
-        group["initial_lr"] = group["lr"]
-    if cfg.optimizer.name == "sgd":
-        return torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.optimizer.weight_decay, nesterov=True)
-    fused = cfg.optimizer.fused if cfg.optimizer.fused is not None else device.type == "cuda"
-    return torch.optim.AdamW(groups, weight_decay=cfg.optimizer.weight_decay, fused=fused)
+class _Pooled(nn.Module):
+    """The model up to pooling, as a module to embed with."""
+
+    def __init__(self, model: ReIDModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.pooled(images)
 
 
-def validate(model: nn.Module, val_set: ImageSet, labels, cfg: Config, device: torch.device) -> dict:
-    embeddings = embed_images(_unwrap(model), val_set, cfg.train.eval_batch_size, device, cfg.train.precision,
-                              channels_last=cfg.train.channels_last, progress=None)
-    metrics = compute_metrics(cosine_similarity(embeddings), labels)
-    metrics.pop("per_identity_ap")
-    return metrics
+class FeatureViews(Dataset):
+    """Cached pooled features (N, views, D) of the training images; each item is one view drawn at random."""
+
+    def __init__(self, features: torch.Tensor, labels):
+        self.features, self.labels = features, torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int):
+        view = int(torch.randint(self.features.shape[1], ()))
+        return self.features[index, view], self.labels[index]
 
 
-def train_one(cfg: Config, competition: Competition, split: Split, out: Path, weights: str | None = None,
-              distributed: Distributed | None = None) -> dict:
-    """Train one seed into ``out`` (resuming from its last checkpoint if present); returns its summary."""
-    distributed = distributed or Distributed()
+def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, views: int, device: torch.device,
+                    name: str) -> torch.Tensor:
+    """Pooled features (N, 1 + views, D) of ``images``: the plain image, then ``views`` augmented ones
+    (seeded by the training seed), cached in the run folder so a resumed run does not recompute them."""
+    import hashlib
+
+    recipe = f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json()}|{cfg.train.seed}|{[str(p) for p in images.paths]}"
+    key = f"{name}-{hashlib.sha1(recipe.encode()).hexdigest()[:16]}"
+    stacked = run.cached_embeddings(key)
+    if stacked is None:
+        pooled = _Pooled(model).to(device)
+        parts = []
+        for view in range(1 + views):
+            torch.manual_seed(cfg.train.seed * 7_919 + view)
+            source = images.with_transform(train_transform(cfg.data) if view else None)
+            parts.append(embed_images(pooled, source, cfg.train.eval_batch_size, device, cfg.train.precision,
+                                      channels_last=cfg.train.channels_last,
+                                      progress=f"caching {name} features, view {view + 1}/{1 + views}"))
+        stacked = np.stack(parts, axis=1)
+        run.save_embeddings(key, stacked)
+    return torch.from_numpy(stacked)
+
+
+@dataclass
+class Session:
+    """Everything one seed's training holds between epochs."""
+
+    cfg: Config
+    run: Run
+    device: torch.device
+    distributed: Distributed
+    model: ReIDModel
+    criterion: ReIDCriterion
+    optimizer: torch.optim.Optimizer
+    step_module: nn.Module
+    forward: nn.Module
+    loader: DataLoader
+    sampler: EpochBatchSampler
+    val_set: ImageSet
+    val_labels: np.ndarray
+    val_groups: np.ndarray | None
+    val_features: torch.Tensor | None  # head_only: the validation images' pooled features
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": None, "value": -math.inf})
+    start_epoch: int = 0
+
+
+def _training_classes(cfg: Config, competition: Competition, split: Split) -> tuple[list[str], list[int]]:
+    """The head's classes (identities, or identity/value of ``train.class_column``) and each training image's class."""
+    table = competition.train.set_index("filename")
+    names = table.loc[split.train, "ground_truth"].tolist()
+    if cfg.train.class_column:
+        values = _metadata_column(cfg, "train.class_column", cfg.train.class_column, split.train)
+        names = [f"{identity}/{value}" for identity, value in zip(names, values)]
+    classes = sorted(set(names))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, [index[name] for name in names]
+
+
+def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
+          distributed: Distributed) -> Session:
+    """Build data, model, loss and optimizer; restore the last finished epoch when there is one."""
     device = resolve_device(cfg.train.device)
     if device.type == "cuda":
         device = torch.device("cuda", distributed.local_rank)
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
-        torch.backends.cudnn.allow_tf32 = cfg.train.tf32
-    seed = cfg.train.seed
-    torch.manual_seed(seed)
-
-    table = competition.train.set_index("filename")
-    train_classes = table.loc[split.train, "ground_truth"].tolist()
-    if cfg.train.class_column:
-        values = _metadata_column(cfg, "train.class_column", cfg.train.class_column, split.train)
-        train_classes = [f"{identity}/{value}" for identity, value in zip(train_classes, values)]
-    classes = sorted(set(train_classes))
-    class_index = {name: i for i, name in enumerate(classes)}
-    train_labels = [class_index[x] for x in train_classes]
-    val_labels = table.loc[split.val, "ground_truth"].to_numpy()
+    torch.manual_seed(cfg.train.seed)
+    classes, train_labels = _training_classes(cfg, competition, split)
     if distributed.is_main:
-        _atomic_write_text(out / LABELS_FILE, json.dumps(classes, indent=1))
+        run.write_classes(classes)
 
-    state_path = out / LAST_STATE
-    resuming = state_path.exists()
-    model_cfg = cfg.model.model_copy(update={"pretrained": "none"}) if resuming else cfg.model
-    model = create_reid_model(model_cfg, None if resuming else weights, cfg.data.image_size)
+    state = run.load_state()
+    model_cfg = cfg.model.model_copy(update={"pretrained": "none"}) if state else cfg.model
+    model = create_reid_model(model_cfg, None if state else weights, cfg.data.image_size)
     criterion = ReIDCriterion(cfg, len(classes), model.embedding_dim)
-    state = torch.load(state_path, map_location="cpu", weights_only=False) if resuming else None
-    if state is not None:
+    if state:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
+    if cfg.train.head_only:
+        model.freeze_backbone()
     if cfg.train.grad_checkpointing:
         model.backbone.set_grad_checkpointing(True)
     model.to(device)
@@ -214,126 +212,190 @@ def train_one(cfg: Config, competition: Competition, split: Split, out: Path, we
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model, criterion, device)
-    if state is not None:
+    if state:
         optimizer.load_state_dict(state["optimizer"])
 
-    step_module: nn.Module = TrainStep(model, criterion, device, cfg.train.precision)
+    step_module: nn.Module = TrainStep(model, criterion, device, cfg.train.precision, cfg.train.head_only)
     if distributed.world_size > 1:
-        step_module = nn.parallel.DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(step_module) if cfg.train.compile else step_module
 
-    paths = competition.train_paths(split.train)
-    train_set = ImageSet(paths, train_labels, cfg.data.image_size, cfg.data.alpha, train_transform(cfg.data), cfg.data.cache_images)
-    val_set = ImageSet(competition.train_paths(split.val), None, cfg.data.image_size, cfg.data.alpha, None, cfg.data.cache_images)
+    data = cfg.data
+    train_set = ImageSet(competition.train_paths(split.train), train_labels, data.image_size, data.alpha, train_transform(data), data.cache_images)
+    val_set = ImageSet(competition.train_paths(split.val), None, data.image_size, data.alpha, None, data.cache_images)
+    val_features = None
+    if cfg.train.head_only:  # the backbone is fixed: embed once, then train on the features
+        train_features = cached_features(cfg, run, model, train_set, cfg.train.feature_views, device, "train")
+        val_features = cached_features(cfg, run, model, val_set, 0, device, "val")[:, 0]
+        items: Dataset = FeatureViews(train_features, train_labels)
+    else:
+        items = train_set
     sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
-                                seed, distributed.rank, distributed.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
-
+                                cfg.train.seed, distributed.rank, distributed.world_size)
+    loader = DataLoader(items, batch_sampler=sampler, num_workers=0 if cfg.train.head_only else data.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0 and not cfg.train.head_only)
     if state is None and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
-        embeddings = torch.from_numpy(embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
-                                                   channels_last=cfg.train.channels_last, progress="imprinting class centres"))
-        labels_tensor = torch.as_tensor(train_labels)
-        means = torch.zeros(len(classes), embeddings.shape[1]).index_add_(0, labels_tensor, embeddings)
+        plain = (_neck_embeddings(model, train_features[:, 0], device) if cfg.train.head_only else
+                 embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
+                              channels_last=cfg.train.channels_last, progress="imprinting class centres"))
+        means = torch.zeros(len(classes), plain.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(plain))
         criterion.imprint(means.to(device))
+    val_labels = competition.train.set_index("filename").loc[split.val, "ground_truth"].to_numpy()
+    val_groups = (np.asarray(_metadata_column(cfg, "split.group_column", cfg.split.group_column, split.val))
+                  if cfg.split.group_column else None)
+    session = Session(cfg, run, device, distributed, model, criterion, optimizer, step_module, forward, loader, sampler,
+                      val_set, val_labels, val_groups, val_features)
+    if state:
+        session.history, session.best, session.start_epoch = state["history"], state["best"], state["epoch"]
+    return session
 
-    history = state["history"] if state else []
-    start_epoch = state["epoch"] if state else 0
-    best = state["best"] if state else {"epoch": None, "value": -math.inf}
-    if not history:  # epoch 0: the untrained (frozen pretrained) features, for reference
-        metrics = validate(model, val_set, val_labels, cfg, device)
-        history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **metrics})
-    accumulation = cfg.train.grad_accumulation
-    for epoch in range(start_epoch, cfg.train.epochs):
-        epoch_start = time.time()
-        torch.manual_seed(seed * 100_003 + epoch)  # augmentations depend on (seed, epoch) only
-        sampler.set_epoch(epoch)
-        factor = lr_factor(epoch, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * factor
-        step_module.train()
-        loss_sum, n_steps, n_images = torch.zeros((), device=device), 0, 0
-        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch",
-                        disable=not distributed.is_main, leave=False)
-        optimizer.zero_grad(set_to_none=True)
-        for step, (images, labels) in enumerate(progress):
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            if cfg.train.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            last_micro = (step + 1) % accumulation == 0 or step + 1 == len(loader)
-            sync = step_module.no_sync() if (distributed.world_size > 1 and not last_micro) else contextlib.nullcontext()
-            with sync:
-                loss, _ = forward(images, labels)
-                (loss / accumulation).backward()
-            if last_micro:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            n_steps += 1
-            n_images += len(images) * distributed.world_size
-            if step % 10 == 0:  # reading the loss syncs the GPU: not every step
-                progress.set_postfix(loss=f"{float(loss_sum) / n_steps:.3f}")
-        if distributed.world_size > 1:  # the logged loss is the mean over all ranks' shards
-            dist.all_reduce(loss_sum)
-            loss_sum /= distributed.world_size
-        seconds = time.time() - epoch_start
-        metrics = validate(model, val_set, val_labels, cfg, device)
-        record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(n_steps, 1), "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(seconds, 3), "images_per_second": round(n_images / max(seconds, 1e-9), 3), **metrics}
-        history.append(record)
-        value = metrics[cfg.train.selection_metric]
-        improved = value > best["value"]
-        if improved:
-            best = {"epoch": epoch + 1, "value": value}
-        if distributed.is_main:
-            meta = {"epoch": str(epoch + 1), "backbone": cfg.model.backbone}
-            if improved:
-                _save_weights(model, out / BEST_WEIGHTS, meta)
-            _save_weights(model, out / LAST_WEIGHTS, meta)
-            tmp = state_path.with_name(state_path.name + ".tmp")
-            torch.save({"model": _unwrap(model).state_dict(), "criterion": criterion.state_dict(),
-                        "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history, "best": best}, tmp)
-            tmp.replace(state_path)
-            _write_metrics(out, history)
-            tqdm.write(_epoch_line(record, cfg.train.selection_metric))
-        if distributed.world_size > 1:
-            dist.barrier()
 
-    if distributed.is_main:
-        if not (out / BEST_WEIGHTS).exists():  # epochs = 0: the untrained model is the result
-            for name in (BEST_WEIGHTS, LAST_WEIGHTS):
-                _save_weights(model, out / name, {"epoch": "0", "backbone": cfg.model.backbone})
-        _write_metrics(out, history)
-    summary = _summary(cfg, history, best, split, len(set(table.loc[split.train, "ground_truth"])))
-    if distributed.is_main:
-        _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
-    return summary
+@torch.no_grad()
+def _neck_embeddings(model: ReIDModel, features: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Embeddings of cached pooled features: the neck alone, in eval mode."""
+    was_training = model.training
+    model.eval()
+    embeddings = model.neck(features.to(device)).float().cpu().numpy()
+    model.train(was_training)
+    return embeddings
+
+
+def train_epoch(session: Session, epoch: int) -> dict:
+    """One pass over the training batches (gradient accumulation, DDP sync on the last micro-batch only).
+
+    Returns the epoch's record: mean loss and each of its parts, learning rate, seconds, img/s.
+    """
+    cfg, device, distributed = session.cfg, session.device, session.distributed
+    start = time.time()
+    torch.manual_seed(cfg.train.seed * 100_003 + epoch)  # augmentations depend on (seed, epoch) only
+    session.sampler.set_epoch(epoch)
+    set_learning_rate(session.optimizer, lr_factor(epoch, cfg))
+    session.step_module.train()
+    accumulation, n_batches = cfg.train.grad_accumulation, len(session.loader)
+    sums: dict[str, torch.Tensor] = {}
+    n_steps = n_images = 0
+    progress = tqdm(session.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False,
+                    **({} if distributed.is_main else {"disable": True}))
+    session.optimizer.zero_grad(set_to_none=True)
+    for step, (images, labels) in enumerate(progress):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if cfg.train.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        last_micro = (step + 1) % accumulation == 0 or step + 1 == n_batches
+        no_sync = distributed.world_size > 1 and not last_micro
+        with session.step_module.no_sync() if no_sync else contextlib.nullcontext():
+            loss, parts = session.forward(images, labels)
+            (loss / accumulation).backward()
+        if last_micro:
+            session.optimizer.step()
+            session.optimizer.zero_grad(set_to_none=True)
+        for name, value in {"loss": loss.detach(), **{f"loss_{k}": v for k, v in parts.items()}}.items():
+            sums[name] = sums.get(name, 0) + value
+        n_steps += 1
+        n_images += len(images) * distributed.world_size
+        if step % 10 == 0:  # reading the loss syncs the GPU: not every step
+            progress.set_postfix(loss=f"{float(sums['loss']) / n_steps:.3f}")
+    means = torch.stack(list(sums.values())) / max(n_steps, 1)
+    if distributed.world_size > 1:  # the logged losses are means over all ranks' shards
+        dist.all_reduce(means)
+        means /= distributed.world_size
+    seconds = time.time() - start
+    return {"epoch": epoch + 1, **{name: float(v) for name, v in zip(sums, means)},
+            "lr": session.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
+            "images_per_second": round(n_images / max(seconds, 1e-9), 3)}
+
+
+def validate(session: Session) -> dict:
+    """Every leaderboard metric over all ordered pairs of the validation images (raw cosine
+    similarity); with groups, also over pairs from different groups only (``<metric>_other_groups``)."""
+    cfg, model = session.cfg, _unwrap(session.model)
+    if session.val_features is not None:
+        embeddings = _neck_embeddings(model, session.val_features, session.device)
+    else:
+        embeddings = embed_images(model, session.val_set, cfg.train.eval_batch_size, session.device,
+                                  cfg.train.precision, channels_last=cfg.train.channels_last, progress=None)
+    similarity = cosine_similarity(embeddings)
+    metrics = {k: v for k, v in compute_metrics(similarity, session.val_labels).items() if k != "per_identity_ap"}
+    if session.val_groups is not None:
+        same_group = session.val_groups[:, None] == session.val_groups[None, :]
+        other = compute_metrics(np.where(same_group, np.nan, similarity), session.val_labels)
+        metrics.update({f"{k}{OTHER_GROUPS}": other[k] for k in METRIC_NAMES})
+    return metrics
+
+
+def selection_key(cfg: Config) -> str:
+    """The record key that picks the kept epoch: the selection metric, on other groups' pairs when groups are known."""
+    other = cfg.split.group_column and cfg.train.select_on_other_groups
+    return cfg.train.selection_metric + (OTHER_GROUPS if other else "")
+
+
+def save_checkpoint(session: Session, epoch: int, improved: bool) -> None:
+    """Best and last weights, the resumable state and metrics.jsonl (rank 0 only)."""
+    run, model = session.run, _unwrap(session.model)
+    meta = {"epoch": str(epoch), "backbone": session.cfg.model.backbone}
+    if improved:
+        run.save_weights(model.state_dict(), "best", meta)
+    run.save_weights(model.state_dict(), "last", meta)
+    run.save_state({"model": model.state_dict(), "criterion": session.criterion.state_dict(),
+                    "optimizer": session.optimizer.state_dict(), "epoch": epoch, "history": session.history,
+                    "best": session.best})
+    run.write_history(session.history)
 
 
 def _epoch_line(record: dict, selection: str) -> str:
-    return (f"epoch {record['epoch']}: loss {record['loss']:.4f}  {selection} {record[selection]:.4f}  "
-            f"identity_balanced_map {record['identity_balanced_map']:.4f}  ({record['seconds']:.0f} s, "
-            f"{record['images_per_second']:.1f} img/s)")
+    parts = [f"{k.removeprefix('loss_')} {v:.4f}" for k, v in record.items() if k.startswith("loss_")]
+    shown = dict.fromkeys([selection, "identity_balanced_map"])
+    metrics = "  ".join(f"{key} {record[key]:.4f}" for key in shown)
+    return (f"epoch {record['epoch']}: loss {record['loss']:.4f}{f' ({chr(44).join(parts)})' if len(parts) > 1 else ''}  "
+            f"{metrics}  ({record['seconds']:.0f} s, {record['images_per_second']:.1f} img/s)")
 
 
-def _write_metrics(out: Path, history: list[dict]) -> None:
-    _atomic_write_text(out / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in history))
+def train_one(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None = None,
+              distributed: Distributed | None = None) -> dict:
+    """Train one seed into ``run`` (resuming from its last finished epoch if there is one); returns its summary."""
+    distributed = distributed or Distributed()
+    session = setup(cfg, competition, split, run, weights, distributed)
+    selection = selection_key(cfg)
+    with tf32(session.device, cfg.train.tf32):
+        if not session.history:  # epoch 0: the untrained (frozen pretrained) model, the first candidate
+            session.history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **validate(session)})
+            session.best = {"epoch": 0, "value": session.history[0][selection]}
+            if distributed.is_main:
+                run.save_weights(_unwrap(session.model).state_dict(), "best", {"epoch": "0", "backbone": cfg.model.backbone})
+        for epoch in range(session.start_epoch, cfg.train.epochs):
+            record = train_epoch(session, epoch)
+            record.update(validate(session))
+            session.history.append(record)
+            improved = record[selection] > session.best["value"]
+            if improved:
+                session.best = {"epoch": epoch + 1, "value": record[selection]}
+            if distributed.is_main:
+                save_checkpoint(session, epoch + 1, improved)
+                tqdm.write(_epoch_line(record, selection))
+            if distributed.world_size > 1:
+                dist.barrier()
+    if distributed.is_main:
+        if not (run.path / "last.safetensors").exists():  # epochs = 0: the untrained model is the result
+            run.save_weights(_unwrap(session.model).state_dict(), "last", {"epoch": "0", "backbone": cfg.model.backbone})
+        run.write_history(session.history)
+    summary = _summary(cfg, session.history, session.best, split, len(set(competition.train.set_index("filename").loc[split.train, "ground_truth"])))
+    if distributed.is_main:
+        run.write_summary(summary)
+    return summary
 
 
 def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_identities: int) -> dict:
     by_epoch = {row["epoch"]: row for row in history}
     best_row = by_epoch.get(best["epoch"], history[-1])
     trained = [row for row in history if row["epoch"] > 0]
+    keys = [k for k in history[0] if k.removesuffix(OTHER_GROUPS) in METRIC_NAMES]
     return {
         "seed": cfg.train.seed,
-        "selection_metric": cfg.train.selection_metric,
+        "selection_metric": selection_key(cfg),
         "best_epoch": best["epoch"] or 0,
-        "best": {k: best_row[k] for k in METRIC_NAMES},
-        "last": {k: history[-1][k] for k in METRIC_NAMES},
-        "untrained": {k: history[0][k] for k in METRIC_NAMES},
+        "best": {k: best_row[k] for k in keys},
+        "last": {k: history[-1][k] for k in keys},
+        "untrained": {k: history[0][k] for k in keys},
         "epochs": cfg.train.epochs,
         "train_seconds": round(sum(row["seconds"] for row in trained), 3),
         "images_per_second": round(float(np.mean([row["images_per_second"] for row in trained])), 3) if trained else None,
@@ -343,66 +405,49 @@ def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_ident
     }
 
 
+def _with_seed(cfg: Config, seed: int) -> Config:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+
+
 def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] | None = None,
           train_images: str | Path | None = None, weights: str | None = None,
           overwrite: bool = False, resume: bool = False) -> dict:
-    """Train one run per seed (same split); returns the summary (with mean/std over seeds if several)."""
+    """Train one run per seed (same split) into the run folder ``out``; returns the summary
+    (with mean/std over seeds if several). Rerunning the same call resumes."""
     distributed = Distributed.from_environment()
     if distributed.world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo")
-    out = Path(out)
+    run = Run(out)
     seeds = seeds or [cfg.train.seed]
     if len(seeds) == 1:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seeds[0]})})
-    if distributed.is_main:  # one rank decides about the folder; the others wait for it
-        _prepare_run_folder(out, cfg, overwrite, resume)
-    if distributed.world_size > 1:
-        dist.barrier()
+        cfg = _with_seed(cfg, seeds[0])
+    resolve_device(cfg.train.device)  # a bad device stops here, before the run folder is touched
     competition = load_competition(data_root, train_images)
     split = build_split(cfg, competition)
-    if distributed.is_main:
-        split.save(out / SPLIT_FILE)
-        source = {"data_root": str(Path(data_root).resolve()), "train_images": str(competition.train_dir.resolve())}
-        _atomic_write_text(out / DATA_FILE, json.dumps(source, indent=1))
+    if distributed.is_main:  # one rank decides about the folder; the others wait for it
+        run.claim(cfg, overwrite, resume)
+        run.write_split(split)
+        run.write_data_source(data_root, competition.train_dir)
+    if distributed.world_size > 1:
+        dist.barrier()
     if len(seeds) == 1:
-        return train_one(cfg, competition, split, out, weights, distributed)
+        return train_one(cfg, competition, split, run, weights, distributed)
 
     summaries = {}
     for seed in seeds:
-        seed_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
-        sub = out / f"seed_{seed}"
+        seed_cfg, member = _with_seed(cfg, seed), Run(run.path / f"seed_{seed}")
         if distributed.is_main:
-            _prepare_run_folder(sub, seed_cfg, overwrite=False, resume=resume)
-            split.save(sub / SPLIT_FILE)
+            member.claim(seed_cfg, overwrite=False, resume=resume)
+            member.write_split(split)
         if distributed.world_size > 1:
             dist.barrier()
-        summaries[seed] = train_one(seed_cfg, competition, split, sub, weights, distributed)
+        summaries[seed] = train_one(seed_cfg, competition, split, member, weights, distributed)
     summary = {
         "seeds": seeds,
         "runs": {str(s): summaries[s] for s in seeds},
-        "mean": {k: float(np.mean([summaries[s]["best"][k] for s in seeds])) for k in METRIC_NAMES},
-        "std": {k: float(np.std([summaries[s]["best"][k] for s in seeds])) for k in METRIC_NAMES},
+        "mean": {k: float(np.mean([summaries[s]["best"][k] for s in seeds])) for k in summaries[seeds[0]]["best"]},
+        "std": {k: float(np.std([summaries[s]["best"][k] for s in seeds])) for k in summaries[seeds[0]]["best"]},
     }
     if distributed.is_main:
-        _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
+        run.write_summary(summary)
     return summary
-
-
-def load_run_model(run: str | Path, checkpoint: str = "best") -> tuple[ReIDModel, Config]:
-    """The model of a single-seed run folder with its best (or last) weights, and its config."""
-    run = Path(run)
-    cfg = read_run_config(run)
-    model = create_reid_model(cfg.model.model_copy(update={"pretrained": "none", "weights": None}), image_size=cfg.data.image_size)
-    model.load_state_dict(load_file(str(run / (BEST_WEIGHTS if checkpoint == "best" else LAST_WEIGHTS))))
-    return model.eval(), cfg
-
-
-def run_members(run: str | Path) -> list[Path]:
-    """The single-seed runs inside a run folder: itself, or its ``seed_*`` sub-runs."""
-    run = Path(run)
-    if (run / BEST_WEIGHTS).exists():
-        return [run]
-    members = sorted(p for p in run.glob("seed_*") if (p / BEST_WEIGHTS).exists())
-    if not members:
-        raise RunFolderError(f"{run}: no trained model here (expected {BEST_WEIGHTS} or seed_*/{BEST_WEIGHTS})")
-    return members

@@ -1,0 +1,256 @@
+"""A run folder as an object: its layout, its readers and writers, and its trained model.
+
+Layout of a single-seed run::
+
+    config.toml          the resolved config it was trained with
+    data.json            where its data came from (data root, training image folder)
+    split.json           the validation split
+    labels.json          the training classes, in head order
+    metrics.jsonl        one line per epoch (epoch 0: the untrained model)
+    best.safetensors     weights of the selected epoch
+    last.safetensors     weights of the last finished epoch
+    last_state.pt        optimizer and trainer state, for resuming
+    summary.json         best/last/untrained metrics and timing
+    embeddings/          cached embeddings (one .npy per image set, weights and preprocessing)
+    evaluation.json      the ablation of the post-processing chain on the validation split
+    report.html          the report
+
+Several seeds write ``seed_<n>/`` sub-runs (each a run as above) over the same split, and the
+parent holds config.toml, data.json, split.json and a summary with mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tomllib
+from functools import cached_property
+from pathlib import Path
+
+from .config import Config, build_config
+from .data.split import Split
+from .errors import RunFolderError
+from .files import atomic_path, atomic_write_json, atomic_write_text
+
+CONFIG_FILE, DATA_FILE, SPLIT_FILE, LABELS_FILE = "config.toml", "data.json", "split.json", "labels.json"
+METRICS_FILE, SUMMARY_FILE, EVALUATION_FILE, REPORT_FILE = "metrics.jsonl", "summary.json", "evaluation.json", "report.html"
+BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors", "last_state.pt"
+EMBEDDINGS_DIR = "embeddings"
+
+
+class Run:
+    """A run folder (single seed, or a parent of ``seed_<n>/`` members).
+
+    >>> run = Run("runs/lite0")                    # doctest: +SKIP
+    >>> run.config.model.backbone, run.summary["best"]["identity_balanced_map"]   # doctest: +SKIP
+    >>> model = run.load_model()                   # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Run) and self.path.resolve() == other.path.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.path.resolve())
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    @property
+    def is_trained(self) -> bool:
+        """True when this folder holds weights of its own (a single-seed run)."""
+        return (self.path / BEST_WEIGHTS).exists()
+
+    @property
+    def members(self) -> list[Run]:
+        """The single-seed runs inside: this run itself, or its ``seed_*`` sub-runs."""
+        if self.is_trained:
+            return [self]
+        members = sorted((Run(p) for p in self.path.glob("seed_*") if (p / BEST_WEIGHTS).exists()),
+                         key=lambda r: int(r.path.name.removeprefix("seed_")) if r.path.name[5:].isdigit() else 0)
+        if not members:
+            raise RunFolderError(f"{self.path}: no trained model here (expected {BEST_WEIGHTS} or seed_*/{BEST_WEIGHTS}); "
+                                 "train one with: jaguar-reid train --data-root DATA --out RUN")
+        return members
+
+    def _require(self, name: str) -> Path:
+        path = self.path / name
+        if not path.exists():
+            if not self.path.is_dir():
+                raise RunFolderError(f"{self.path}: run folder not found")
+            raise RunFolderError(f"{self.path}: not a finished jaguar-reid run ({name} is missing)")
+        return path
+
+    @cached_property
+    def config(self) -> Config:
+        """The resolved config it was trained with (a multi-seed parent: its first seed's)."""
+        path = self.path / CONFIG_FILE
+        if not path.exists() and self.path.is_dir() and not self.is_trained:
+            path = self.members[0].path / CONFIG_FILE
+        if not path.exists():
+            self._require(CONFIG_FILE)
+        return read_config(path)
+
+    @property
+    def split(self) -> Split:
+        return Split.load(self._require(SPLIT_FILE))
+
+    @property
+    def classes(self) -> list[str]:
+        """Training classes in the order of the head's centres."""
+        return json.loads(self._require(LABELS_FILE).read_text())
+
+    @property
+    def data_source(self) -> dict:
+        """``data_root`` and ``train_images`` of the data it was trained on."""
+        return json.loads(self._require(DATA_FILE).read_text())
+
+    @property
+    def history(self) -> list[dict]:
+        """metrics.jsonl as a list of per-epoch records (empty before the first evaluation)."""
+        path = self.path / METRICS_FILE
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    @property
+    def summary(self) -> dict | None:
+        path = self.path / SUMMARY_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @property
+    def evaluation(self) -> list[dict] | None:
+        path = self.path / EVALUATION_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def weights(self, checkpoint: str = "best") -> Path:
+        if checkpoint not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        member = self.single_member()
+        return member._require(BEST_WEIGHTS if checkpoint == "best" else LAST_WEIGHTS)
+
+    def single_member(self, seed: int | None = None) -> Run:
+        """This run if it has one seed, else its ``seed_<seed>`` member."""
+        members = self.members
+        if seed is not None:
+            chosen = [m for m in members if m.path.name == f"seed_{seed}"] or [m for m in members if m.config.train.seed == seed]
+            if not chosen:
+                raise RunFolderError(f"{self.path}: no seed {seed} (it holds {', '.join(m.path.name for m in members)})")
+            return chosen[0]
+        if len(members) > 1:
+            raise RunFolderError(f"{self.path}: holds {len(members)} seeds ({', '.join(m.path.name for m in members)}); "
+                                 "pass seed=N for one of them, or Embedder.from_runs([run]) to ensemble them")
+        return members[0]
+
+    def load_model(self, checkpoint: str = "best", seed: int | None = None):
+        """The trained ``ReIDModel`` (eval mode, on CPU) with its best (or last) weights."""
+        from safetensors.torch import load_file
+
+        from .models.reid import create_reid_model
+
+        member = self.single_member(seed)
+        cfg = member.config
+        model = create_reid_model(cfg.model.model_copy(update={"pretrained": "none", "weights": None}),
+                                  image_size=cfg.data.image_size)
+        model.load_state_dict(load_file(str(member.weights(checkpoint))))
+        return model.eval()
+
+    def fingerprint(self, checkpoint: str = "best") -> str:
+        """Identifies the trained model: a hash of its config and its weights file (16 hex digits)."""
+        digest = hashlib.sha256()
+        for member in self.members:
+            digest.update(member.config.to_toml().encode())
+            with open(member.weights(checkpoint), "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()[:16]
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True once a first epoch has finished (or an epochs=0 run has); before that the folder is not a run yet."""
+        return any((self.path / name).exists() for name in (LAST_STATE, SUMMARY_FILE)) or any(
+            self.path.glob("seed_*/" + LAST_STATE)) or any(self.path.glob("seed_*/" + SUMMARY_FILE))
+
+    def claim(self, cfg: Config, overwrite: bool = False, resume: bool = False) -> None:
+        """Make this folder the run of ``cfg``: refuse a different run unless told to resume or overwrite.
+
+        A folder whose training never saved anything (stopped by bad input before the first
+        evaluation) is not a run yet and is simply taken over.
+        """
+        config_path = self.path / CONFIG_FILE
+        if config_path.exists():
+            if overwrite or not self.started:
+                shutil.rmtree(self.path)
+            elif read_config(config_path) != cfg and not resume:
+                raise RunFolderError(
+                    f"{self.path}: holds a run with a different config; pass --resume to continue it with this config, "
+                    "--overwrite to start again, or choose another --out"
+                )
+        elif self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise RunFolderError(f"{self.path}: exists and is not a jaguar-reid run folder; choose another --out or pass --overwrite")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_path, cfg.to_toml())
+        self.__dict__.pop("config", None)
+
+    def write_data_source(self, data_root: str | Path, train_images: str | Path) -> None:
+        atomic_write_json(self.path / DATA_FILE, {"data_root": str(Path(data_root).resolve()),
+                                                  "train_images": str(Path(train_images).resolve())})
+
+    def write_split(self, split: Split) -> None:
+        split.save(self.path / SPLIT_FILE)
+
+    def write_classes(self, classes: list[str]) -> None:
+        atomic_write_json(self.path / LABELS_FILE, classes)
+
+    def write_history(self, history: list[dict]) -> None:
+        atomic_write_text(self.path / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in history))
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.path / SUMMARY_FILE, summary)
+
+    def write_evaluation(self, rows: list[dict]) -> None:
+        atomic_write_json(self.path / EVALUATION_FILE, rows)
+
+    def save_weights(self, state: dict, checkpoint: str, metadata: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        name = BEST_WEIGHTS if checkpoint == "best" else LAST_WEIGHTS
+        with atomic_path(self.path / name) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+
+    def save_state(self, state: dict) -> None:
+        import torch
+
+        with atomic_path(self.path / LAST_STATE) as tmp:
+            torch.save(state, tmp)
+
+    def load_state(self) -> dict | None:
+        """The resumable trainer state, or None for a run that has not finished an epoch."""
+        import torch
+
+        path = self.path / LAST_STATE
+        return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+    def cached_embeddings(self, key: str):
+        import numpy as np
+
+        path = self.path / EMBEDDINGS_DIR / f"{key}.npy"
+        return np.load(path) if path.exists() else None
+
+    def save_embeddings(self, key: str, embeddings) -> None:
+        import numpy as np
+
+        with atomic_path(self.path / EMBEDDINGS_DIR / f"{key}.npy") as tmp:
+            np.save(tmp, embeddings)
+
+
+def read_config(path: str | Path) -> Config:
+    path = Path(path)
+    return build_config(tomllib.loads(path.read_text()), str(path))
