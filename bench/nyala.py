@@ -1,15 +1,13 @@
-"""Real-data benchmark: 1,620 photos of 237 individual nyala (../shared/data/nyala).
+"""Real-data benchmark on the Nyala set (../shared/data/nyala): the re-sighting protocol.
 
-Validation is grouped by sighting, so the left and right photo of one sighting never straddle
-the split. On that split it compares the same backbone's frozen ImageNet features with the
-``lite0-cpu`` preset trained, and the effect of each post-processing box, with and without flip
-TTA (a nyala's flanks carry different stripes, so a mirror image is another pattern). Every
-metric is also reported without same-sighting pairs: those photos share background and light,
-and matching them says little about recognising an animal.
+About a quarter of the sightings of every animal seen at least four times are held out; each
+recipe is trained on the rest and scored over all validation pairs, over pairs from different
+sightings only, same flank only, and both, for three split seeds (mean ± std). Frozen ImageNet
+features of the same backbone are a recipe too (epochs = 0). See ``jaguar_reid.benchmark``.
 
-    python bench/nyala.py [--data ../shared/data/nyala] [--out bench/out/nyala] [--set key=value ...]
+    python bench/nyala.py [--data ../shared/data/nyala] [--out bench/out/nyala] [--recipes a,b] [--split-seeds 0,1,2]
 
-Skips cleanly (exit 0) when the data is absent. Results: OUT/results.json and a Markdown table.
+Skips cleanly (exit 0) when the data is absent. Results: OUT/results.json and OUT/results.md.
 """
 
 from __future__ import annotations
@@ -19,86 +17,51 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
+from jaguar_reid.benchmark import Recipe, markdown_table, resighting_benchmark
 from jaguar_reid.config import load_config
-from jaguar_reid.data.split import Split
-from jaguar_reid.evaluation.metrics import METRIC_NAMES, compute_metrics
-from jaguar_reid.inference.pipeline import ablation, ensemble_embeddings, format_table
-from jaguar_reid.training.trainer import train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyala"
 
-
-def markdown(rows: list[tuple[str, dict, dict]]) -> str:
-    lines = ["| | identity-balanced mAP | mAP | top-1 | pair AUC | identity-balanced mAP, other sightings only |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, all_pairs, cross in rows:
-        lines.append(f"| {name} | {all_pairs['identity_balanced_map']:.4f} | {all_pairs['retrieval_map']:.4f} | "
-                     f"{all_pairs['retrieval_top1']:.4f} | {all_pairs['pair_auc']:.4f} | {cross['identity_balanced_map']:.4f} |")
-    return "\n".join(lines)
+# name -> (preset, overrides). The first is the default preset; the others share its cached features.
+RECIPES = {
+    "lite0-cpu (default): head-only, identity classes, ArcFace m 0.1 s 10": ("lite0-cpu", []),
+    "frozen lite0 @320 (epoch 0 of the default)": ("lite0-cpu", ["train.epochs=0"]),
+    "head-only, classes = identity x flank": ("lite0-cpu", ["train.class_column=flank"]),
+    "head-only, ArcFace m 0.3 s 30 (the earlier margin)": ("lite0-cpu", ["model.arcface_margin=0.3", "model.arcface_scale=30"]),
+    "head-only, 512-d random linear neck": ("lite0-cpu", ["model.embedding_dim=512"]),
+    "head-only, P x K sampler + batch-hard triplet 1.0": ("lite0-cpu", ["train.sampler=pk", "loss.triplet_weight=1.0"]),
+    "head-only, plain view only (no augmented views)": ("lite0-cpu", ["train.feature_views=0"]),
+    "lite0-finetune (the earlier default: fine-tune at 224)": ("lite0-finetune", []),
+    "frozen lite0 @224 (epoch 0 of lite0-finetune)": ("lite0-finetune", ["train.epochs=0"]),
+}
+DEFAULT = "lite0-cpu (default): head-only, identity classes, ArcFace m 0.1 s 10"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("bench/out/nyala"))
-    parser.add_argument("--config", default="lite0-cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="config override, e.g. train.class_column=flank (repeatable)")
+    parser.add_argument("--recipes", default=",".join(str(i) for i in range(len(RECIPES))),
+                        help="comma-separated indices into RECIPES (default: all)")
+    parser.add_argument("--split-seeds", default="0,1,2")
     args = parser.parse_args()
     if not (args.data / "train.csv").exists():
         print(f"skipped: no Nyala data at {args.data}")
         return
-    grouping = ["split.group_column=sighting", f"split.metadata_csv={args.data / 'metadata.csv'}"]
-    cfg = load_config(args.config, grouping + args.overrides)
-    frozen_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 0})})
-    args.out.mkdir(parents=True, exist_ok=True)
-
+    names = list(RECIPES)
+    chosen = [names[int(i)] for i in args.recipes.split(",")]
+    recipes = [Recipe(name, load_config(*RECIPES[name])) for name in chosen]
     start = time.time()
-    train(frozen_cfg, args.data, args.out / "frozen", overwrite=True)
-    start_training = time.time()
-    summary = train(cfg, args.data, args.out / "trained")
-    training_seconds = time.time() - start_training
-
-    split = Split.load(args.out / "trained" / "split.json")
-    meta = pd.read_csv(args.data / "metadata.csv", dtype=str).set_index("filename")
-    labels = meta.loc[split.val, "ground_truth"].to_numpy()
-    sightings = meta.loc[split.val, "sighting"].to_numpy()
-    same_sighting = sightings[:, None] == sightings[None, :]
-    paths = [args.data / "train" / name for name in split.val]
-
-    frozen = ensemble_embeddings([args.out / "frozen"], paths, flip=False)
-    raw = ensemble_embeddings([args.out / "trained"], paths, flip=False)
-    tta = ensemble_embeddings([args.out / "trained"], paths, flip=True)
-    rows = [("frozen ImageNet features", compute_metrics(frozen @ frozen.T, labels),
-             compute_metrics(np.where(same_sighting, np.nan, frozen @ frozen.T), labels))]
-    for flip in (False, True):
-        chain = ablation(raw, tta, labels, cfg.postprocess, flip=flip)
-        cross = ablation(raw, tta, labels, cfg.postprocess, flip=flip, exclude=same_sighting)
-        for (name, metrics), (_, cross_metrics) in zip(chain, cross):
-            if flip and name == "raw":
-                continue  # the same row as without flip TTA
-            label = "trained, raw" if name == "raw" else f"{'[flip TTA] ' if flip else '[no flip] '}{name}"
-            rows.append((label, metrics, cross_metrics))
-
-    result = {
-        "command": "python bench/nyala.py " + " ".join(f"--set {o}" for o in args.overrides),
-        "config": cfg.model_dump(mode="json"),
-        "n_val_images": len(split.val), "n_val_identities": int(len(set(labels))),
-        "n_train_images": len(split.train),
-        "training_seconds": round(training_seconds, 1), "wall_seconds": round(time.time() - start, 1),
-        "best_epoch": summary["best_epoch"],
-        "rows": [{"step": n, "all_pairs": {k: m[k] for k in METRIC_NAMES}, "other_sightings": {k: c[k] for k in METRIC_NAMES}} for n, m, c in rows],
-    }
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    (args.out / "results.md").write_text(markdown(rows) + "\n")
-    print(format_table([(n, m) for n, m, _ in rows]))
-    print()
-    print(markdown(rows))
-    print(f"\ntraining {training_seconds / 60:.1f} min, total {(time.time() - start) / 60:.1f} min; "
-          f"{len(split.val)} validation images of {len(set(labels))} identities")
+    rows = resighting_benchmark(recipes, args.data, args.data / "metadata.csv", args.out,
+                                split_seeds=tuple(int(s) for s in args.split_seeds.split(",")),
+                                share_features_from=DEFAULT if DEFAULT in chosen else None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"command": "python bench/nyala.py", "recipes": {
+        name: {"preset": RECIPES[name][0], "overrides": RECIPES[name][1]} for name in chosen}, "rows": rows}, indent=1))
+    table = markdown_table(rows, steps=("raw", "+ flip TTA", "+ transform (clip)"))
+    (args.out / "results.md").write_text(table + "\n")
+    print(table)
+    print(f"\n{(time.time() - start) / 60:.1f} min")
 
 
 if __name__ == "__main__":

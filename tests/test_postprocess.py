@@ -96,3 +96,27 @@ def test_full_chain_improves_clustered_retrieval():
     assert identity_balanced_map(final, labels) > raw
     off = postprocess_similarity(x, PostprocessConfig(query_expansion=False, rerank=False, score_transform="none"))
     assert np.allclose(off, l2_normalize(x) @ l2_normalize(x).T, atol=1e-6)
+
+
+def test_chain_until_switches_boxes_up_to_a_step():
+    from jaguar_reid.postprocess import chain_until
+
+    full = PostprocessConfig()
+    assert chain_until(full, "raw").model_dump(include={"flip_tta", "query_expansion", "rerank", "blend"}) == {
+        "flip_tta": False, "query_expansion": False, "rerank": False, "blend": False}
+    assert chain_until(full, "+ flip TTA").flip_tta and not chain_until(full, "+ flip TTA").query_expansion
+    assert chain_until(full, "+ k-reciprocal re-rank").rerank and not chain_until(full, "+ k-reciprocal re-rank").blend
+    assert chain_until(full, "+ blend (w=0.2)") == full
+    with pytest.raises(ValueError, match="unknown post-processing step"):
+        chain_until(full, "+ magic")
+
+
+def test_steps_end_in_the_final_similarity():
+    from jaguar_reid.postprocess import postprocess_steps
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    for cfg in (PostprocessConfig(), PostprocessConfig(rerank=False), PostprocessConfig(blend=False, score_transform="none")):
+        steps = list(postprocess_steps(x, cfg))
+        assert np.array_equal(steps[-1][1], postprocess_similarity(x, cfg))
+        assert steps[0][0] == "raw" and steps[-1][0].startswith("+ transform")

@@ -85,8 +85,8 @@ def train(
     metadata: Annotated[Optional[Path], typer.Option(help="Metadata CSV (filename + more columns) for the two options below.")] = None,
     group_column: Annotated[Optional[str], typer.Option(help="Keep all images of a group (e.g. sighting) on one side of the split.")] = None,
     class_column: Annotated[Optional[str], typer.Option(help="Train one class per identity and value of this column (e.g. flank).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue a run folder whose config differs from this one.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete the run folder's contents and start again.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a run folder whose config differs from this one.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the run folder's contents and start again.")] = False,
 ) -> None:
     """Train a model (validation on a fixed split; the best checkpoint by the selection metric)."""
     from .config import load_config
@@ -187,7 +187,13 @@ def evaluate(
     try:
         trained, evaluation = _evaluate(run, data_root, device, list(set_ or []))
         typer.echo(format_table(evaluation.rows, marked=evaluation.submission_step))
-        typer.echo(f"(* = the configured chain, what predict writes) saved {run / 'evaluation.json'}")
+        typer.echo("(* = the configured chain: what predict writes)")
+        for line in evaluation.advice(trained.config.with_overrides(list(set_ or [])).postprocess):
+            typer.echo(line)
+        if evaluation.background:
+            typer.echo("background diagnostic (raw similarity, no flip TTA): how much the background alone can match")
+            typer.echo(format_table(list(evaluation.background.items())))
+        typer.echo(f"saved {run / 'evaluation.json'}")
         if report:
             from .report.html import write_report
 
@@ -218,14 +224,15 @@ def report(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, run, submission and report.")] = Path("jaguar_demo"),
     scale: Annotated[float, typer.Option(help="Size of the synthetic competition (1.0 = the real one's size).")] = 0.5,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the preset's).")] = None,
+    config: Annotated[str, typer.Option("--config", help="Preset or TOML file to train.")] = "lite0-cpu",
     set_: SetOption = None,
 ) -> None:
     """The whole job offline on a CPU: synthetic data, train lite0-cpu, predict, score, report."""
     from .demo import run_demo
 
     try:
-        run_demo(out, scale=scale, epochs=epochs, overrides=set_ or [])
+        run_demo(out, scale=scale, epochs=epochs, overrides=set_ or [], config=config)
     except UserError as error:
         _fail(str(error))
 

@@ -145,6 +145,7 @@ class PostprocessConfig(_Section):
     blend: bool = Field(True, description="blend raw and re-ranked similarity")
     blend_weight: float = Field(0.2, description="weight of the raw similarity in the blend")
     score_transform: Literal["clip", "none", "sigmoid"] = Field("clip", description="final transform of the similarity")
+    auto: bool = Field(False, description="predict with the chain that scored best on the run's validation split (jaguar-reid evaluate)")
 
 
 class Config(_Section):

@@ -30,7 +30,9 @@ from .training.trainer import train
 DEMO_OVERRIDES = ["data.image_size=128", "data.alpha=gray", "train.batch_size=32"]
 
 
-def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int = 6, overrides: list[str] | None = None) -> dict:
+def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | None = None, overrides: list[str] | None = None,
+             config: str = "lite0-cpu") -> dict:
+    """Run the whole job; ``epochs`` (default: the preset's) and ``overrides`` adjust the preset ``config``."""
     out = Path(out)
     start = time.time()
     say = typer.echo
@@ -40,13 +42,13 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int = 
     else:
         say(f"[1/5] generating a synthetic jaguar competition in {data}")
         make_demo_data(data, identities=31, scale=scale, seed=0)
-    cfg = load_config("lite0-cpu", DEMO_OVERRIDES + [f"train.epochs={epochs}"] + list(overrides or []))
+    cfg = load_config(config, DEMO_OVERRIDES + ([f"train.epochs={epochs}"] if epochs is not None else []) + list(overrides or []))
     frozen_cfg = cfg.with_overrides({"train.epochs": 0})
     frozen, trained = Run(out / "frozen"), Run(out / "run")
 
     say("[2/5] frozen ImageNet features (the untrained baseline)")
     train(frozen_cfg, data, frozen.path, overwrite=_differs(frozen, frozen_cfg))
-    say(f"[3/5] training lite0-cpu for {epochs} epochs (rerun to resume if interrupted)")
+    say(f"[3/5] training {config} for {cfg.train.epochs} epochs (rerun to resume if interrupted)")
     train(cfg, data, trained.path, overwrite=_differs(trained, cfg))
 
     say("[4/5] predicting the test pairs (flip TTA, query expansion, re-ranking, blend, clip)")

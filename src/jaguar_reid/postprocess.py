@@ -225,6 +225,18 @@ def postprocess_similarity(embeddings: np.ndarray, cfg: PostprocessConfig) -> np
     return similarity
 
 
+def chain_until(cfg: PostprocessConfig, step: str) -> PostprocessConfig:
+    """``cfg`` with the boxes of the chain switched on up to and including ``step`` (a step name of
+    ``postprocess_steps``), the later ones off: e.g. the best row of an ablation as a config."""
+    order = ["raw", "+ flip TTA", "+ query expansion", "+ k-reciprocal re-rank", "+ blend", "+ transform"]
+    matches = [i for i, name in enumerate(order) if step == name or step.startswith(name + " (")]
+    if not matches:
+        raise ValueError(f"unknown post-processing step {step!r}")
+    upto = matches[0]
+    return cfg.model_copy(update={"flip_tta": upto >= 1 and (cfg.flip_tta or step == "+ flip TTA"),
+                                  "query_expansion": upto >= 2, "rerank": upto >= 3, "blend": upto >= 4})
+
+
 def every_box(cfg: PostprocessConfig, flip_tta: bool = True) -> PostprocessConfig:
     """``cfg`` with every box switched on (flip TTA per ``flip_tta``), keeping its parameters: the ablation's chain."""
     return cfg.model_copy(update={"flip_tta": flip_tta, "query_expansion": True, "rerank": True, "blend": True})

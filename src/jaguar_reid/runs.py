@@ -191,7 +191,7 @@ class Run:
                     f"{self.path}: holds a run with a different config; pass --resume to continue it with this config, "
                     "--overwrite to start again, or choose another --out"
                 )
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(p.name != EMBEDDINGS_DIR for p in self.path.iterdir()):  # a cache is not a run
             if not overwrite:
                 raise RunFolderError(f"{self.path}: exists and is not a jaguar-reid run folder; choose another --out or pass --overwrite")
             shutil.rmtree(self.path)

@@ -92,3 +92,25 @@ def test_round_trip(tmp_path):
     split = make_split(*_data([5, 6]))
     split.save(tmp_path / "split.json")
     assert Split.load(tmp_path / "split.json") == split
+
+
+def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
+    # id0 seen in 2 sightings, id1 in 4, id2 in 8; two photos per sighting.
+    files, labels, groups = [], [], []
+    for identity, sightings in enumerate([2, 4, 8]):
+        for s in range(sightings):
+            for photo in range(2):
+                files.append(f"{identity}_{s}_{photo}.jpg")
+                labels.append(f"id{identity}")
+                groups.append(f"{identity}_{s}")
+    split = make_split(files, labels, 0.25, 7, groups, "sighting", min_groups=4)
+    held = {g for f, g in zip(files, groups) if f in split.val}
+    assert not any(g.startswith("0_") for g in held)  # fewer than four sightings: all in training
+    assert len([g for g in held if g.startswith("1_")]) == 1  # a quarter of 4, at least one
+    assert len([g for g in held if g.startswith("2_")]) == 2  # a quarter of 8
+    assert not set(split.train) & set(split.val)  # whole sightings on one side
+    train_groups = {g for f, g in zip(files, groups) if f in split.train}
+    assert not held & train_groups
+    assert split.min_groups == 4
+    with pytest.raises(DataError, match="min_groups must be at least 2"):
+        make_split(files, labels, min_groups=1)

@@ -110,7 +110,34 @@ def test_evaluate_ablation_rows(run):
     assert evaluation.submission_step == "+ transform (clip)"
     raw = l2_normalize(Embedder.from_runs([run]).embed(evaluation.paths, flip_tta=False))
     assert evaluation.rows[0][1]["identity_balanced_map"] == compute_metrics(raw @ raw.T, evaluation.labels)["identity_balanced_map"]
-    assert Run(run).evaluation[-1]["submission"] is True
+    saved = Run(run).evaluation
+    assert [r["step"] for r in saved if r.get("submission")] == ["+ transform (clip)"]
+
+
+def test_background_diagnostic_on_cut_outs(run):
+    evaluation = evaluate_run(run)
+    assert list(evaluation.background) == ["as the model sees them", "animal only (background gray)",
+                                           "background only (animal gray)"]
+    # The synthetic backgrounds are drawn independently of the animal, so the background alone
+    # matches worse than the animal does; and this run composites on gray, so the model sees the animal only.
+    seen, animal, background = (evaluation.background[k]["identity_balanced_map"] for k in evaluation.background)
+    assert background < animal
+    assert abs(seen - animal) < 0.05
+
+
+def test_auto_chain_uses_the_best_validated_step(run, demo_root, tmp_path):
+    from jaguar_reid.evaluation.evaluate import validated_chain
+    from jaguar_reid.postprocess import chain_until
+
+    evaluation = evaluate_run(run)
+    best = evaluation.best_step()
+    chosen = validated_chain(Run(run), PostprocessConfig())
+    assert chosen == chain_until(PostprocessConfig(), best)
+    auto = pipeline.predict([run], demo_root, tmp_path / "auto.csv", PostprocessConfig(auto=True))
+    explicit = pipeline.predict([run], demo_root, tmp_path / "explicit.csv", chosen.model_copy(update={"auto": False}))
+    assert auto.read_text() == explicit.read_text()
+    advice = evaluation.advice(PostprocessConfig())
+    assert advice[0].startswith("what each box did here")
 
 
 def test_a_partial_chain_is_scored_as_its_own_submission_row(run):

@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
 from jaguar_reid.config import load_config
 from jaguar_reid.data import DataError
@@ -151,3 +152,73 @@ def test_class_column_trains_one_class_per_identity_and_flank(train_root, tmp_pa
     missing = load_config("lite0-finetune", TINY + ["train.class_column=flank"])
     with pytest.raises(DataError, match="train.class_column is set but split.metadata_csv is not"):
         train(missing, train_root, tmp_path / "other")
+
+
+def test_the_untrained_model_is_kept_when_training_only_hurts(train_root, tmp_path):
+    from safetensors.torch import load_file
+
+    # A learning rate this large wrecks the network: epoch 0 must stay the kept model.
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=2", "optimizer.lr=50", "optimizer.name=sgd",
+                                                "train.selection_metric=identity_balanced_map"])
+    run = tmp_path / "run"
+    summary = train(cfg, train_root, run)
+    history = _history(run)
+    if max(row["identity_balanced_map"] for row in history[1:]) < history[0]["identity_balanced_map"]:
+        assert summary["best_epoch"] == 0
+        assert summary["best"] == summary["untrained"]
+    best, last = load_file(str(run / "best.safetensors")), load_file(str(run / "last.safetensors"))
+    assert (summary["best_epoch"] == 0) == any(not torch.equal(best[k], last[k]) for k in best)
+
+
+def test_selection_uses_other_groups_when_groups_are_known(train_root, tmp_path):
+    table = pd.read_csv(train_root / "train.csv")
+    table.assign(sighting=[f"{g}_{i // 2}" for i, g in enumerate(table["ground_truth"])]).to_csv(tmp_path / "meta.csv", index=False)
+    cfg = load_config("lite0-finetune", TINY + ["train.epochs=1", f"split.metadata_csv={tmp_path / 'meta.csv'}",
+                                                "split.group_column=sighting"])
+    summary = train(cfg, train_root, tmp_path / "run")
+    assert summary["selection_metric"] == "pair_auc_other_groups"
+    assert "identity_balanced_map_other_groups" in summary["best"]
+    assert "identity_balanced_map_other_groups" in _history(tmp_path / "run")[1]
+
+
+def test_head_only_trains_on_cached_features_and_resumes_from_them(train_root, tmp_path, monkeypatch):
+    import numpy as np
+
+    from jaguar_reid.inference.embedder import Embedder
+    from jaguar_reid.runs import Run
+    from jaguar_reid.training import trainer
+
+    cfg = load_config("lite0-cpu", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=48",
+                                    "train.epochs=3", "train.feature_views=2", "train.batch_size=16"])
+    run = Run(tmp_path / "run")
+    summary = train(cfg.with_overrides({"train.epochs": 2}), train_root, run.path)
+    cached = sorted(p.name for p in (run.path / "embeddings").glob("*.npy"))
+    assert [name.split("-")[0] for name in cached] == ["train", "val"]
+    features = np.load(run.path / "embeddings" / cached[0])
+    assert features.shape == (summary["n_train_images"], 3, 512)  # plain + 2 augmented views, resnet18 width
+    state = run.load_state()
+    frozen_before = {k: v for k, v in state["model"].items() if k.startswith("backbone.")}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("features recomputed on resume")
+
+    monkeypatch.setattr(trainer, "embed_images", refuse)  # resuming must read the cached features
+    train(cfg, train_root, run.path, resume=True)
+    monkeypatch.undo()
+    weights = run.load_model("last").state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in frozen_before.items())  # the backbone never moved
+    assert not torch.equal(weights["neck.weight"], torch.eye(512))  # the neck did
+    assert [row["epoch"] for row in _history(run.path)] == [0, 1, 2, 3]
+    paths = [train_root / "train" / "train" / name for name in run.split.val[:3]]
+    vectors = Embedder.from_runs(run, cache=False).embed(paths)
+    assert vectors.shape == (3, 512)
+
+
+def test_identity_neck_makes_epoch_zero_equal_to_the_frozen_backbone():
+    from jaguar_reid.models import create_reid_model
+
+    cfg = load_config("lite0-cpu", ["model.backbone=resnet18", "model.pretrained=none"]).model
+    model = create_reid_model(cfg).eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(images), model.pooled(images))

@@ -7,14 +7,14 @@ own validation split. ``evaluate``, the demo and the benchmarks all go through i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import PostprocessConfig
 from ..data.competition import load_competition
-from ..postprocess import every_box, postprocess_similarity, postprocess_steps
+from ..postprocess import chain_until, every_box, postprocess_similarity, postprocess_steps
 from ..runs import Run
 from .metrics import METRIC_NAMES, compute_metrics
 
@@ -33,14 +33,46 @@ class Evaluation:
     embeddings: np.ndarray  # the chain's input (flip TTA applied when configured)
     similarity: np.ndarray  # the configured chain's final similarity
     alpha: str = "keep"  # how the images were shown to the model (for thumbnails)
-    notes: list[str] = field(default_factory=list)
+    background: dict[str, dict] | None = None  # background_diagnostic's result, for cut-outs
 
     def metrics(self, step: str) -> dict:
         return dict(self.rows)[step]
 
+    @property
+    def chain_rows(self) -> list[tuple[str, dict]]:
+        """The ablation's steps only (no baseline or submission row), "raw" named as in the chain."""
+        return [("raw" if name == "trained, raw" else name, m) for name, m in self.rows
+                if name not in ("frozen pretrained features", SUBMISSION_STEP)]
+
+    def best_step(self, metric: str = "identity_balanced_map") -> str:
+        """The step of the chain that scored best here (the earliest of equals: fewer boxes)."""
+        rows = self.chain_rows
+        best = max(m[metric] for _, m in rows)
+        return next(name for name, m in rows if m[metric] == best)
+
+    def advice(self, postprocess: PostprocessConfig, metric: str = "identity_balanced_map") -> list[str]:
+        """What each box did here, and the best validated chain as settings a user can pass."""
+        rows = self.chain_rows
+        effects = [f"{name} {m[metric] - previous[metric]:+.4f}" for (name, m), (_, previous) in zip(rows[1:], rows)]
+        lines = ["what each box did here (identity-balanced mAP): " + ", ".join(effects)]
+        best = self.best_step(metric)
+        configured = self.metrics(self.submission_step)[metric]
+        if self.metrics(best)[metric] > configured:
+            chosen = chain_until(postprocess, best)
+            flags = " ".join(f"--set postprocess.{key}={str(getattr(chosen, key)).lower()}"
+                             for key in ("flip_tta", "query_expansion", "rerank", "blend")
+                             if getattr(chosen, key) != getattr(postprocess, key))
+            lines.append(f"the chain up to '{best}' scores {self.metrics(best)[metric]:.4f} here, the configured chain "
+                         f"{configured:.4f}: to use it, predict with {flags} (or --set postprocess.auto=true)")
+        else:
+            lines.append(f"the configured chain is the best validated one here ({configured:.4f})")
+        return lines
+
     def to_json(self) -> list[dict]:
-        return [{"step": name, **{k: v for k, v in m.items() if k != "per_identity_ap"},
+        rows = [{"step": name, **{k: v for k, v in m.items() if k != "per_identity_ap"},
                  **({"submission": True} if name == self.submission_step else {})} for name, m in self.rows]
+        rows += [{"step": f"background diagnostic: {name}", **m} for name, m in (self.background or {}).items()]
+        return rows
 
 
 def ablation(raw: np.ndarray, tta: np.ndarray | None, labels, cfg: PostprocessConfig, flip: bool = True,
@@ -100,10 +132,20 @@ def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, dev
 
     run = run if isinstance(run, Run) else Run(run)
     paths, labels = validation_set(run, data_root)
-    evaluation = evaluate_embedder(Embedder.from_runs([run], device=device), paths, labels,
-                                   postprocess or run.config.postprocess)
+    embedder = Embedder.from_runs([run], device=device)
+    evaluation = evaluate_embedder(embedder, paths, labels, postprocess or run.config.postprocess)
+    evaluation.background = background_diagnostic(embedder, paths, labels)
     run.write_evaluation(evaluation.to_json())
     return evaluation
+
+
+def validated_chain(run: Run, postprocess: PostprocessConfig, metric: str = "identity_balanced_map") -> PostprocessConfig:
+    """``postprocess`` cut to the chain that scored best on the run's validation split
+    (from RUN/evaluation.json, written by ``evaluate_run``, which runs first if needed)."""
+    rows = run.evaluation or evaluate_run(run, postprocess=postprocess).to_json()
+    chain = [r for r in rows if r["step"] == "raw" or r["step"].startswith("+ ")]
+    best = max(r[metric] for r in chain)
+    return chain_until(postprocess, next(r["step"] for r in chain if r[metric] == best))
 
 
 def format_table(rows: list[tuple[str, dict]], keys=METRIC_NAMES, marked: str | None = None) -> str:
@@ -137,6 +179,39 @@ def subset_metrics(similarity: np.ndarray, labels, subsets: dict[str, np.ndarray
     result = {}
     for name, exclude in subsets.items():
         metrics = _score(similarity, labels, exclude)
+        metrics.pop("per_identity_ap")
+        result[name] = metrics
+    return result
+
+
+def background_diagnostic(embedder, paths: list[Path], labels) -> dict[str, dict] | None:
+    """How much of the score the background carries, for cut-outs with an alpha channel.
+
+    Scores the images as the model sees them (its alpha policy), the animal alone (background
+    painted flat gray) and the background alone (animal painted flat gray), raw cosine similarity,
+    no flip TTA. A background-only score far above chance means the model can match images
+    without looking at the animal. Returns None when no image has an alpha channel.
+    """
+    from PIL import Image
+
+    animal, background, has_alpha = [], [], False
+    for path in paths:
+        with Image.open(path) as opened:
+            opened.load()
+            rgba = opened.convert("RGBA")
+        mask = rgba.getchannel("A")
+        has_alpha = has_alpha or mask.getextrema()[0] < 255
+        gray = Image.new("RGB", rgba.size, (128, 128, 128))
+        animal.append(Image.composite(rgba.convert("RGB"), gray, mask))
+        background.append(Image.composite(gray, rgba.convert("RGB"), mask))
+    if not has_alpha:
+        return None
+    views = {"as the model sees them": paths, "animal only (background gray)": animal,
+             "background only (animal gray)": background}
+    result = {}
+    for name, images in views.items():
+        x = embedder.embed(images, flip_tta=False)
+        metrics = compute_metrics(x @ x.T, labels)
         metrics.pop("per_identity_ap")
         result[name] = metrics
     return result

@@ -30,10 +30,15 @@ def predict(runs, data_root: str | Path, out: str | Path, postprocess: Postproce
     """Embed each distinct test image once per model, post-process, and write the submission.
 
     ``runs``: run folders (or ``Run`` objects); several, or a multi-seed run, are ensembled.
-    ``postprocess`` defaults to the first run's config.
+    ``postprocess`` defaults to the first run's config; with ``auto`` it is cut to the chain that
+    scored best on the first run's validation split.
     """
     runs = [r if isinstance(r, Run) else Run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
     postprocess = postprocess or runs[0].config.postprocess
+    if postprocess.auto:
+        from ..evaluation.evaluate import validated_chain  # evaluation builds on inference, not the reverse
+
+        postprocess = validated_chain(runs[0], postprocess)
     competition = load_competition(data_root, test_images=test_images, require_test=True)
     pairs = competition.pairs
     embedder = embedder or Embedder.from_runs(runs, device=device, flip_tta=postprocess.flip_tta)

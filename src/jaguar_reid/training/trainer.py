@@ -131,7 +131,7 @@ def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, v
     (seeded by the training seed), cached in the run folder so a resumed run does not recompute them."""
     import hashlib
 
-    recipe = f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json()}|{cfg.train.seed}|{[str(p) for p in images.paths]}"
+    recipe = f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json()}|{cfg.train.seed}|{views}|{[str(p) for p in images.paths]}"
     key = f"{name}-{hashlib.sha1(recipe.encode()).hexdigest()[:16]}"
     stacked = run.cached_embeddings(key)
     if stacked is None:
@@ -203,7 +203,8 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
     if state:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
-    if cfg.train.head_only:
+    head_only = cfg.train.head_only and cfg.train.epochs > 0  # with no epochs there is nothing to cache features for
+    if head_only:
         model.freeze_backbone()
     if cfg.train.grad_checkpointing:
         model.backbone.set_grad_checkpointing(True)
@@ -215,7 +216,7 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
     if state:
         optimizer.load_state_dict(state["optimizer"])
 
-    step_module: nn.Module = TrainStep(model, criterion, device, cfg.train.precision, cfg.train.head_only)
+    step_module: nn.Module = TrainStep(model, criterion, device, cfg.train.precision, head_only)
     if distributed.world_size > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(step_module) if cfg.train.compile else step_module
@@ -224,7 +225,7 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
     train_set = ImageSet(competition.train_paths(split.train), train_labels, data.image_size, data.alpha, train_transform(data), data.cache_images)
     val_set = ImageSet(competition.train_paths(split.val), None, data.image_size, data.alpha, None, data.cache_images)
     val_features = None
-    if cfg.train.head_only:  # the backbone is fixed: embed once, then train on the features
+    if head_only:  # the backbone is fixed: embed once, then train on the features
         train_features = cached_features(cfg, run, model, train_set, cfg.train.feature_views, device, "train")
         val_features = cached_features(cfg, run, model, val_set, 0, device, "val")[:, 0]
         items: Dataset = FeatureViews(train_features, train_labels)
@@ -232,10 +233,10 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
         items = train_set
     sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
                                 cfg.train.seed, distributed.rank, distributed.world_size)
-    loader = DataLoader(items, batch_sampler=sampler, num_workers=0 if cfg.train.head_only else data.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0 and not cfg.train.head_only)
+    loader = DataLoader(items, batch_sampler=sampler, num_workers=0 if head_only else data.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0 and not head_only)
     if state is None and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
-        plain = (_neck_embeddings(model, train_features[:, 0], device) if cfg.train.head_only else
+        plain = (_neck_embeddings(model, train_features[:, 0], device) if head_only else
                  embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
                               channels_last=cfg.train.channels_last, progress="imprinting class centres"))
         means = torch.zeros(len(classes), plain.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(plain))
