@@ -110,7 +110,16 @@ def k_reciprocal_rerank(distance: np.ndarray, k1: int = 20, k2: int = 6, lam: fl
         raise ValueError(f"distance must be square, got shape {distance.shape}")
     if n == 0:
         return distance.copy()
-    # original_dist = transpose(d^2 / column max), built block by block into one new array.
+    original = _normalised_distance(distance)
+    rank = _nearest(original, max(k1 + 1, k2))
+    v = _expansion_weights(original, rank, k1, k2)
+    _blend_jaccard(original, v, lam)
+    return original
+
+
+def _normalised_distance(distance: np.ndarray) -> np.ndarray:
+    """The reference's original_dist: transpose(d^2 / column max), built block by block into one new array."""
+    n = len(distance)
     column_max = np.zeros(n, dtype=np.float32)
     for start in range(0, n, _ROW_BLOCK):
         column_max = np.maximum(column_max, np.square(distance[start : start + _ROW_BLOCK]).max(axis=0))
@@ -120,12 +129,14 @@ def k_reciprocal_rerank(distance: np.ndarray, k1: int = 20, k2: int = 6, lam: fl
         block = np.square(distance[:, start : start + _ROW_BLOCK].T)
         block /= column_max[start : start + _ROW_BLOCK, None]
         original[start : start + _ROW_BLOCK] = block
+    return original
 
-    k1_half = int(np.around(k1 / 2.0))
-    rank = _nearest(original, max(k1 + 1, k2))
+
+def _expansion_weights(original: np.ndarray, rank: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
+    """V: exp(-distance) over each item's expanded k-reciprocal set, row-normalised, then averaged over its k2 neighbours."""
+    n = len(original)
     reciprocal = _reciprocal(rank, k1 + 1)
-    reciprocal_half = _reciprocal(rank, k1_half + 1)
-
+    reciprocal_half = _reciprocal(rank, int(np.around(k1 / 2.0)) + 1)
     # Candidate c of K(i) expands i's set by K_half(c) when |K_half(c) & K(i)| > 2/3 |K_half(c)|.
     overlap = reciprocal_half @ reciprocal.T  # overlap[c, i] = |K_half(c) & K(i)|
     half_size = np.asarray(reciprocal_half.sum(axis=1)).ravel()
@@ -137,20 +148,23 @@ def k_reciprocal_rerank(distance: np.ndarray, k1: int = 20, k2: int = 6, lam: fl
     expansion = ((reciprocal + accepted @ reciprocal_half) > 0).tocsr()
     expansion.sort_indices()
 
-    # V[i, j] = exp(-original[i, j]) over i's expansion set, normalised per row.
     rows = np.repeat(np.arange(n), np.diff(expansion.indptr))
     weights = np.exp(-original[rows, expansion.indices]).astype(np.float32)
     row_sums = np.bincount(rows, weights=weights, minlength=n)
     weights /= row_sums[rows]
     v = sp.csr_matrix((weights, expansion.indices, expansion.indptr), shape=(n, n))
     if k2 != 1:
-        local = _neighbour_matrix(rank, k2)
-        v = (local @ v).tocsr()
+        v = (_neighbour_matrix(rank, k2) @ v).tocsr()
         v.data /= np.float32(min(k2, n))
     v.eliminate_zeros()
-    v_csc = v.tocsc()
+    return v
 
-    # Jaccard: sum over shared columns l of min(V[i, l], V[j, l]); final = (1-lam) J + lam d.
+
+def _blend_jaccard(original: np.ndarray, v: sp.csr_matrix, lam: float) -> None:
+    """In place: original = (1 - lam) Jaccard + lam original, where the Jaccard overlap of rows i and j
+    is the sum over shared columns l of min(V[i, l], V[j, l])."""
+    n = len(original)
+    v_csc = v.tocsc()
     col_nnz = np.diff(v_csc.indptr)
     for start in range(0, n, _ROW_BLOCK // 4):
         stop = min(n, start + _ROW_BLOCK // 4)
@@ -167,7 +181,6 @@ def k_reciprocal_rerank(distance: np.ndarray, k1: int = 20, k2: int = 6, lam: fl
         block = original[start:stop]
         block *= lam
         block += (1.0 - lam) * jaccard.astype(np.float32)
-    return original
 
 
 def blend(raw_similarity: np.ndarray, reranked_distance: np.ndarray, weight: float = 0.2) -> np.ndarray:

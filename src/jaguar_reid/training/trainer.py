@@ -221,25 +221,11 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(step_module) if cfg.train.compile else step_module
 
-    data = cfg.data
-    train_set = ImageSet(competition.train_paths(split.train), train_labels, data.image_size, data.alpha, train_transform(data), data.cache_images)
-    val_set = ImageSet(competition.train_paths(split.val), None, data.image_size, data.alpha, None, data.cache_images)
-    val_features = None
-    if head_only:  # the backbone is fixed: embed once, then train on the features
-        train_features = cached_features(cfg, run, model, train_set, cfg.train.feature_views, device, "train")
-        val_features = cached_features(cfg, run, model, val_set, 0, device, "val")[:, 0]
-        items: Dataset = FeatureViews(train_features, train_labels)
-    else:
-        items = train_set
-    sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
-                                cfg.train.seed, distributed.rank, distributed.world_size)
-    loader = DataLoader(items, batch_sampler=sampler, num_workers=0 if head_only else data.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0 and not head_only)
+    loader, sampler, val_set, val_features, plain = _data(cfg, competition, split, run, model, train_labels, head_only, device,
+                                                           distributed)
     if state is None and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
-        plain = (_neck_embeddings(model, train_features[:, 0], device) if head_only else
-                 embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
-                              channels_last=cfg.train.channels_last, progress="imprinting class centres"))
-        means = torch.zeros(len(classes), plain.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(plain))
+        embeddings = plain()
+        means = torch.zeros(len(classes), embeddings.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(embeddings))
         criterion.imprint(means.to(device))
     val_labels = competition.train.set_index("filename").loc[split.val, "ground_truth"].to_numpy()
     val_groups = (np.asarray(_metadata_column(cfg, "split.group_column", cfg.split.group_column, split.val))
@@ -249,6 +235,34 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
     if state:
         session.history, session.best, session.start_epoch = state["history"], state["best"], state["epoch"]
     return session
+
+
+def _data(cfg: Config, competition: Competition, split: Split, run: Run, model: ReIDModel, train_labels, head_only: bool,
+          device: torch.device, distributed: Distributed):
+    """Training batches (images, or cached feature views when ``head_only``), the validation set
+    (and its cached features), and a function giving the plain training embeddings (for imprinting)."""
+    data = cfg.data
+    train_set = ImageSet(competition.train_paths(split.train), train_labels, data.image_size, data.alpha, train_transform(data), data.cache_images)
+    val_set = ImageSet(competition.train_paths(split.val), None, data.image_size, data.alpha, None, data.cache_images)
+    if head_only:  # the backbone is fixed: embed once, then train on the features
+        train_features = cached_features(cfg, run, model, train_set, cfg.train.feature_views, device, "train")
+        val_features = cached_features(cfg, run, model, val_set, 0, device, "val")[:, 0]
+        items: Dataset = FeatureViews(train_features, train_labels)
+
+        def plain() -> np.ndarray:
+            return _neck_embeddings(model, train_features[:, 0], device)
+    else:
+        val_features, items = None, train_set
+
+        def plain() -> np.ndarray:
+            return embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
+                                channels_last=cfg.train.channels_last, progress="imprinting class centres")
+    sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
+                                cfg.train.seed, distributed.rank, distributed.world_size)
+    workers = 0 if head_only else data.num_workers
+    loader = DataLoader(items, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0)
+    return loader, sampler, val_set, val_features, plain
 
 
 @torch.no_grad()
