@@ -87,3 +87,9 @@ def test_config_show_round_trips_with_a_comment_per_key():
         assert build_config(tomllib.loads(text)) == load_config(name)
         keys = [line for line in text.splitlines() if "=" in line and not line.startswith(("#", "name"))]
         assert all("# " in line for line in keys), [line for line in keys if "# " not in line]
+
+
+def test_where_a_run_executes_does_not_make_it_another_run():
+    cfg = load_config("lite0-cpu")
+    assert cfg.same_run_as(cfg.with_overrides({"train.device": "cpu", "data.num_workers": 4, "train.eval_batch_size": 8}))
+    assert not cfg.same_run_as(cfg.with_overrides({"train.epochs": 3}))

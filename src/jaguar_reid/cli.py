@@ -97,8 +97,7 @@ def train(
         cfg = load_config(config, list(set_ or [])).with_overrides(_typed(
             split__metadata_csv=str(metadata) if metadata else None, split__group_column=group_column,
             train__class_column=class_column, train__device=device))
-        run = Run(out)
-        complete = run.summary is not None and (run.path / "config.toml").exists() and run.config == cfg and not overwrite
+        complete = not overwrite and _finished_with(Run(out), cfg)
         summary = run_training(cfg, data_root, out, _seeds(seed, seeds), train_images, str(weights) if weights else None,
                                overwrite=overwrite, resume=resume)
     except UserError as error:
@@ -108,6 +107,14 @@ def train(
     if complete:
         typer.echo(f"{out}: this run was already complete (rerun with --overwrite to train again)")
     typer.echo(format_summary(summary, out))
+
+
+def _finished_with(run, cfg) -> bool:
+    """True when ``run`` is a finished run of exactly ``cfg`` (a rerun then trains nothing)."""
+    try:
+        return run.summary is not None and run.config.same_run_as(cfg)
+    except UserError:  # not a readable run: training decides what to do with the folder
+        return False
 
 
 @app.command()

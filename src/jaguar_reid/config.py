@@ -43,6 +43,10 @@ def _toml_value(value) -> str:
     return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
 
 
+# Settings that say where and how fast a run executes, not what it learns.
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -161,6 +165,10 @@ class Config(_Section):
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    def same_run_as(self, other: Config) -> bool:
+        """True when both describe the same training; where it runs (device, workers, embedding batch) does not count."""
+        return self.model_dump(exclude=_EXECUTION_ONLY) == other.model_dump(exclude=_EXECUTION_ONLY)
 
     def with_overrides(self, overrides: list[str] | dict[str, object] | None = None) -> Config:
         """A validated copy with overrides applied: ``["section.key=value", ...]`` (values parsed as

@@ -84,4 +84,4 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
 
 def _differs(run: Run, cfg) -> bool:
     """A demo folder from an earlier, differently configured demo is replaced rather than refused."""
-    return (run.path / "config.toml").exists() and run.config != cfg
+    return (run.path / "config.toml").exists() and not run.config.same_run_as(cfg)

@@ -186,7 +186,7 @@ class Run:
         if config_path.exists():
             if overwrite or not self.started:
                 shutil.rmtree(self.path)
-            elif read_config(config_path) != cfg and not resume:
+            elif not read_config(config_path).same_run_as(cfg) and not resume:
                 raise RunFolderError(
                     f"{self.path}: holds a run with a different config; pass --resume to continue it with this config, "
                     "--overwrite to start again, or choose another --out"

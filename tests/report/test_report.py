@@ -33,6 +33,23 @@ def test_report_is_self_contained(report):
         assert heading in page
 
 
+def test_report_explains_itself(report):
+    page = report.read_text()
+    # Every metric named in words and defined once; higher is better.
+    for name in ("identity-balanced mAP", "pair AUC", "top-1"):
+        assert f"<dt>{name}</dt>" in page
+    assert "higher is better" in page
+    # The row that became submission.csv and the kept checkpoint are marked.
+    assert page.count("(submission.csv)") == 1 and "class=submission" in page
+    assert re.search(r"kept checkpoint: epoch \d+ of 2", page)
+    # Plots say which stage of the chain they show.
+    assert page.count("stage shown: + transform (clip)") >= 1
+    # Retrieval rows: several, with file names, scores and the rank of the first true match.
+    captions = re.findall(r"<figcaption>query <b>([^<]+)</b>.*?first true match at rank (\d+)", page)
+    assert len(captions) >= 4
+    assert re.search(r"[✓✗] \S+\.png \(-?\d\.\d{3}\)", page)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     result = subprocess.run(
