@@ -33,6 +33,9 @@ RECIPES = {
     "head-only, plain view only (no augmented views)": ("lite0-cpu", ["train.feature_views=0"]),
     "lite0-finetune (the earlier default: fine-tune at 224)": ("lite0-finetune", []),
     "frozen lite0 @224 (epoch 0 of lite0-finetune)": ("lite0-finetune", ["train.epochs=0"]),
+    "head-only, P x K across sightings (pk_groups) + batch-hard triplet 1.0": (
+        "lite0-cpu", ["train.sampler=pk_groups", "loss.triplet_weight=1.0"]),
+    "head-only, P x K across sightings (pk_groups), ArcFace only": ("lite0-cpu", ["train.sampler=pk_groups"]),
 }
 DEFAULT = "lite0-cpu (default): head-only, identity classes, ArcFace m 0.1 s 10"
 

@@ -115,7 +115,8 @@ class TrainConfig(_Section):
     epochs: int = Field(10, description="training epochs (0: keep the pretrained model)")
     batch_size: int = Field(32, description="images per micro-batch")
     grad_accumulation: int = Field(1, description="micro-batches per optimizer step")
-    sampler: Literal["random", "pk"] = Field("random", description="random batches, or P identities x K images (pk)")
+    sampler: Literal["random", "pk", "pk_groups"] = Field(
+        "random", description="random batches; P identities x K images (pk); pk with each identity's K images from different groups (pk_groups)")
     images_per_identity: int = Field(4, description="K of the P x K sampler")
     seed: int = Field(42, description="training seed (batches, augmentation, head init)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")

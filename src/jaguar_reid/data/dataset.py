@@ -84,7 +84,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     """Batches of indices, reseeded from (seed, epoch) so that a resumed run sees the same batches.
 
     ``pk``: each batch holds P identities x K images (``images_per_identity``), drawn without
-    replacement where an identity has enough images. ``random``: a shuffled pass over all images.
+    replacement where an identity has enough images. ``pk_groups``: the same, with each
+    identity's K images spread over as many of its ``groups`` (sightings) as it has, so that
+    positives in a batch come from different sightings. ``random``: a shuffled pass over all images.
     With ``world_size`` > 1 every global batch is split across ranks (for P x K, by whole
     identities), so N ranks see exactly the batches one process would.
 
@@ -93,13 +95,16 @@ class EpochBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, labels, batch_size: int, mode: str = "random", images_per_identity: int = 4,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, groups=None):
         self.labels = np.asarray(labels)
+        if mode == "pk_groups" and groups is None:
+            raise ValueError("train.sampler=pk_groups needs groups (split.group_column and split.metadata_csv)")
+        self.groups = None if groups is None else np.asarray(groups)
         self.batch_size, self.mode, self.k = batch_size, mode, images_per_identity
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} ranks")
-        if mode == "pk":
+        if mode in ("pk", "pk_groups"):
             if batch_size % images_per_identity:
                 raise ValueError(f"P x K: batch size {batch_size} is not a multiple of K={images_per_identity}")
             if (batch_size // images_per_identity) % world_size:
@@ -111,7 +116,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         n = len(self.labels)
-        return max(1, n // self.batch_size) if self.mode == "pk" or n >= self.batch_size else 1
+        return max(1, n // self.batch_size) if self.mode != "random" or n >= self.batch_size else 1
 
     def _global_batches(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -122,12 +127,23 @@ class EpochBatchSampler(Sampler[list[int]]):
         batches = []
         for _ in range(len(self)):
             identities = rng.choice(len(self.by_identity), size=p, replace=False)
-            batch = [
-                rng.choice(self.by_identity[c], size=self.k, replace=len(self.by_identity[c]) < self.k)
-                for c in identities
-            ]
-            batches.append(np.concatenate(batch))
+            batches.append(np.concatenate([self._draw(rng, self.by_identity[c]) for c in identities]))
         return batches
+
+    def _draw(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
+        """K images of one identity; for ``pk_groups``, one per group in turn (round robin over its groups)."""
+        if self.mode != "pk_groups":
+            return rng.choice(members, size=self.k, replace=len(members) < self.k)
+        order = rng.permutation(members)
+        seen: dict = {}
+        turn = np.empty(len(order), dtype=np.int64)
+        for i, group in enumerate(self.groups[order]):
+            turn[i] = seen.get(group, 0)
+            seen[group] = turn[i] + 1
+        chosen = order[np.argsort(turn, kind="stable")][: self.k]
+        if len(chosen) < self.k:
+            chosen = np.concatenate([chosen, rng.choice(members, size=self.k - len(chosen))])
+        return chosen
 
     def __iter__(self):
         for batch in self._global_batches():

@@ -257,8 +257,9 @@ def _data(cfg: Config, competition: Competition, split: Split, run: Run, model: 
         def plain() -> np.ndarray:
             return embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
                                 channels_last=cfg.train.channels_last, progress="imprinting class centres")
+    groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, split.train) if cfg.split.group_column else None
     sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
-                                cfg.train.seed, distributed.rank, distributed.world_size)
+                                cfg.train.seed, distributed.rank, distributed.world_size, groups)
     workers = 0 if head_only else data.num_workers
     loader = DataLoader(items, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
                         persistent_workers=workers > 0)
