@@ -7,7 +7,8 @@ features of the same backbone are a recipe too (epochs = 0). See ``jaguar_reid.b
 
     python bench/nyala.py [--data ../shared/data/nyala] [--out bench/out/nyala] [--recipes a,b] [--split-seeds 0,1,2]
 
-Skips cleanly (exit 0) when the data is absent. Results: OUT/results.json and OUT/results.md.
+Skips cleanly (exit 0) when the data is absent. Results: OUT/results.json and OUT/results.md
+(``--results NAME`` for other names; finished runs in OUT are reused, not retrained).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(str(i) for i in range(len(RECIPES))),
                         help="comma-separated indices into RECIPES (default: all)")
     parser.add_argument("--split-seeds", default="0,1,2")
+    parser.add_argument("--results", default="results", help="name of the results files in OUT (NAME.json, NAME.md)")
     args = parser.parse_args()
     if not (args.data / "train.csv").exists():
         print(f"skipped: no Nyala data at {args.data}")
@@ -59,10 +61,10 @@ def main() -> None:
                                 split_seeds=tuple(int(s) for s in args.split_seeds.split(",")),
                                 share_features_from=DEFAULT if DEFAULT in chosen else None)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"command": "python bench/nyala.py", "recipes": {
+    (args.out / f"{args.results}.json").write_text(json.dumps({"command": "python bench/nyala.py", "recipes": {
         name: {"preset": RECIPES[name][0], "overrides": RECIPES[name][1]} for name in chosen}, "rows": rows}, indent=1))
     table = markdown_table(rows, steps=("raw", "+ flip TTA", "+ transform (clip)"))
-    (args.out / "results.md").write_text(table + "\n")
+    (args.out / f"{args.results}.md").write_text(table + "\n")
     print(table)
     print(f"\n{(time.time() - start) / 60:.1f} min")
 
