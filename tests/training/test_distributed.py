@@ -37,8 +37,11 @@ def test_two_ranks_match_one_process(tmp_path):
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = load_file(str(tmp_path / "one" / "last.safetensors")), load_file(str(tmp_path / "two" / "last.safetensors"))
     assert one.keys() == two.keys()
+    # Two ranks sum gradients in another order; AdamW divides by sqrt(v), which turns that float
+    # noise into up to ~5e-5 on the attention weights (timm 1.0.31). A missed synchronisation would
+    # move weights by the order of a step (lr 1e-3), far outside this tolerance.
     for key in one:
-        assert torch.allclose(one[key], two[key], atol=2e-5, rtol=1e-4), key
+        assert torch.allclose(one[key], two[key], atol=1e-4, rtol=1e-4), key
     losses = {run: [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
               for run in ("one", "two")}
     assert len(losses["two"]) == 3  # epochs 0..2, written once (by rank 0)
