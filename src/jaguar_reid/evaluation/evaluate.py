@@ -16,7 +16,7 @@ from ..config import PostprocessConfig
 from ..data.competition import load_competition
 from ..postprocess import chain_until, every_box, postprocess_similarity, postprocess_steps
 from ..runs import Run
-from .metrics import METRIC_NAMES, compute_metrics
+from .metrics import METRIC_NAMES, compute_metrics, metric_label
 
 SUBMISSION_STEP = "submission (the configured chain)"
 
@@ -152,7 +152,7 @@ def format_table(rows: list[tuple[str, dict]], keys=METRIC_NAMES, marked: str | 
     """A plain-text table of metrics per step; ``marked`` gets a ``*``."""
     names = [f"{name}{' *' if name == marked else ''}" for name, _ in rows]
     width = max(len(name) for name in names)
-    lines = [f"{'':{width}}  " + "  ".join(f"{k:>21}" for k in keys)]
+    lines = [f"{'':{width}}  " + "  ".join(f"{metric_label(k):>21}" for k in keys)]
     for name, (_, metrics) in zip(names, rows):
         lines.append(f"{name:{width}}  " + "  ".join(f"{metrics[k]:>21.4f}" for k in keys))
     return "\n".join(lines)
