@@ -125,14 +125,24 @@ class FeatureViews(Dataset):
         return self.features[index, view], self.labels[index]
 
 
+# What the pooled features depend on; the neck, head and loss do not change them.
+_FEATURE_FIELDS = {"model": {"backbone", "pretrained", "weights", "pooling", "gem_p"}}
+
+
+def feature_key(cfg: Config, paths, views: int) -> str:
+    """Names a cache of pooled features: data settings, backbone and pooling, seed, views and images."""
+    import hashlib
+
+    recipe = (f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json(include=_FEATURE_FIELDS['model'])}|"
+              f"{cfg.train.seed}|{views}|{[str(p) for p in paths]}")
+    return hashlib.sha1(recipe.encode()).hexdigest()[:16]
+
+
 def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, views: int, device: torch.device,
                     name: str) -> torch.Tensor:
     """Pooled features (N, 1 + views, D) of ``images``: the plain image, then ``views`` augmented ones
     (seeded by the training seed), cached in the run folder so a resumed run does not recompute them."""
-    import hashlib
-
-    recipe = f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json()}|{cfg.train.seed}|{views}|{[str(p) for p in images.paths]}"
-    key = f"{name}-{hashlib.sha1(recipe.encode()).hexdigest()[:16]}"
+    key = f"{name}-{feature_key(cfg, images.paths, views)}"
     stacked = run.cached_embeddings(key)
     if stacked is None:
         pooled = _Pooled(model).to(device)
