@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +57,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
             run = Run(out / _slug(recipe.name) / f"split_{seed}")
             if share_features_from and recipe.name != share_features_from:
                 _share_features(out / _slug(share_features_from) / f"split_{seed}", run)
-            start = time.time()
             summary = train(cfg, data_root, run.path)
-            seconds = time.time() - start
             paths, labels = validation_set(run)
             names = [Path(p).name for p in paths]
             groups = read_metadata_column(metadata_csv, group_column, names)
@@ -70,7 +67,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
             for subset, exclude in pair_subsets(groups, _clean_sides(sides)).items():
                 for step, metrics in ablation(raw, tta, labels, cfg.postprocess, flip=cfg.postprocess.flip_tta, exclude=exclude):
                     rows.append({"recipe": recipe.name, "split_seed": seed, "pairs": subset, "step": step,
-                                 "train_seconds": round(seconds, 1), "best_epoch": summary["best_epoch"],
+                                 "epoch_seconds": summary["train_seconds"], "best_epoch": summary["best_epoch"],
                                  "n_val_images": len(paths), "n_val_identities": int(len(set(labels))),
                                  **{k: metrics[k] for k in METRIC_NAMES}})
     return rows
@@ -89,21 +86,19 @@ def _share_features(source: Run | Path, target: Run) -> None:
 
 
 def summarise(rows: list[dict], steps: tuple[str, ...] = ("raw",)) -> pd.DataFrame:
-    """Mean and standard deviation over split seeds of identity-balanced mAP, per recipe, step and pair subset."""
+    """Mean and (population) standard deviation over split seeds of identity-balanced mAP, per recipe, step and pair subset."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["step"].isin(steps)]
-    table = frame.groupby(["recipe", "step", "pairs"], sort=False)["identity_balanced_map"].agg(["mean", "std", "count"])
-    return table.reset_index()
+    grouped = frame.groupby(["recipe", "step", "pairs"], sort=False)["identity_balanced_map"]
+    return grouped.agg(mean="mean", std=lambda x: float(np.std(x)), count="count").reset_index()
 
 
 def markdown_table(rows: list[dict], steps: tuple[str, ...] = ("raw",)) -> str:
     """recipe x pair subset, ``mean ± std`` of identity-balanced mAP over split seeds, one line per recipe and step."""
     table = summarise(rows, steps)
     subsets = list(dict.fromkeys(table["pairs"]))
-    lines = ["| recipe | step | " + " | ".join(subsets) + " | train min |", "|---|---|" + "---:|" * (len(subsets) + 1)]
-    frame = pd.DataFrame(rows)
+    lines = ["| recipe | step | " + " | ".join(subsets) + " | split seeds |", "|---|---|" + "---:|" * (len(subsets) + 1)]
     for (recipe, step), group in table.groupby(["recipe", "step"], sort=False):
         cells = {row.pairs: f"{row.mean:.4f} ± {0.0 if np.isnan(row.std) else row.std:.4f}" for row in group.itertuples()}
-        minutes = frame[(frame["recipe"] == recipe)].groupby("split_seed")["train_seconds"].first().mean() / 60
-        lines.append(f"| {recipe} | {step} | " + " | ".join(cells.get(s, "") for s in subsets) + f" | {minutes:.1f} |")
+        lines.append(f"| {recipe} | {step} | " + " | ".join(cells.get(s, "") for s in subsets) + f" | {group['count'].max()} |")
     return "\n".join(lines)

@@ -43,8 +43,9 @@ def _toml_value(value) -> str:
     return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
 
 
-# Settings that say where and how fast a run executes, not what it learns.
-_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}}
+# Settings that say where and how fast a run executes, or how its embeddings are post-processed:
+# not what it learns.
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}, "postprocess": True}
 
 
 class _Section(BaseModel):
@@ -168,7 +169,8 @@ class Config(_Section):
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
     def same_run_as(self, other: Config) -> bool:
-        """True when both describe the same training; where it runs (device, workers, embedding batch) does not count."""
+        """True when both describe the same training; where it runs (device, workers, embedding batch)
+        and the post-processing chain do not count."""
         return self.model_dump(exclude=_EXECUTION_ONLY) == other.model_dump(exclude=_EXECUTION_ONLY)
 
     def with_overrides(self, overrides: list[str] | dict[str, object] | None = None) -> Config:
