@@ -22,6 +22,7 @@ from .evaluation.scoring import score_submission
 from .files import atomic_write_json
 from .inference.embedder import Embedder
 from .inference.pipeline import predict
+from .postprocess import describe_chain
 from .report.html import write_report
 from .runs import Run
 from .training.trainer import train
@@ -51,7 +52,7 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     say(f"[3/5] training {config} for {cfg.train.epochs} epochs (rerun to resume if interrupted)")
     train(cfg, data, trained.path, overwrite=_differs(trained, cfg))
 
-    say("[4/5] predicting the test pairs (flip TTA, query expansion, re-ranking, blend, clip)")
+    say(f"[4/5] predicting the test pairs ({describe_chain(cfg.postprocess)})")
     embedder = Embedder.from_runs([trained])
     submission = predict([trained], data, out / "submission.csv", cfg.postprocess, embedder=embedder)
     scores = score_submission(submission, data / "test.csv", data / "test_labels.csv")

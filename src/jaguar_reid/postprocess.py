@@ -250,6 +250,13 @@ def chain_until(cfg: PostprocessConfig, step: str) -> PostprocessConfig:
                                   "query_expansion": upto >= 2, "rerank": upto >= 3, "blend": upto >= 4})
 
 
+def describe_chain(cfg: PostprocessConfig) -> str:
+    """The switched-on boxes in words, e.g. "flip TTA, query expansion, clip"."""
+    boxes = [name for name, on in (("flip TTA", cfg.flip_tta), ("query expansion", cfg.query_expansion),
+                                   ("k-reciprocal re-ranking", cfg.rerank), ("blend", cfg.rerank and cfg.blend)) if on]
+    return ", ".join(boxes + [cfg.score_transform if cfg.score_transform != "none" else "no transform"])
+
+
 def every_box(cfg: PostprocessConfig, flip_tta: bool = True) -> PostprocessConfig:
     """``cfg`` with every box switched on (flip TTA per ``flip_tta``), keeping its parameters: the ablation's chain."""
     return cfg.model_copy(update={"flip_tta": flip_tta, "query_expansion": True, "rerank": True, "blend": True})
