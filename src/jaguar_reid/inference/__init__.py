@@ -1,1 +1,1 @@
-"""inference."""
+"""Inference: Embedder (trained runs -> embeddings), the batch embedding loop, submissions."""
