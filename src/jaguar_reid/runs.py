@@ -21,7 +21,6 @@ parent holds config.toml, data.json, split.json and a summary with mean and stan
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tomllib
@@ -52,12 +51,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Run) and self.path.resolve() == other.path.resolve()
-
-    def __hash__(self) -> int:
-        return hash(self.path.resolve())
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -157,16 +150,6 @@ class Run:
                                   image_size=cfg.data.image_size)
         model.load_state_dict(load_file(str(member.weights(checkpoint))))
         return model.eval()
-
-    def fingerprint(self, checkpoint: str = "best") -> str:
-        """Identifies the trained model: a hash of its config and its weights file (16 hex digits)."""
-        digest = hashlib.sha256()
-        for member in self.members:
-            digest.update(member.config.to_toml().encode())
-            with open(member.weights(checkpoint), "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()[:16]
 
     # ---- writing -----------------------------------------------------------------------------
 

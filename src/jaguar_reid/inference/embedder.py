@@ -129,10 +129,6 @@ class Embedder:
             runs = [runs]
         return cls([r if isinstance(r, Run) else Run(r) for r in runs], device, **kwargs)
 
-    @property
-    def preprocessing(self) -> list[Preprocessing]:
-        return [m.preprocessing for m in self.members]
-
     def _member_embeddings(self, member: _Member, images, flip: bool) -> np.ndarray:
         return member.embed(images, flip, self.batch_size, self.num_workers, self.cache)
 
@@ -153,11 +149,6 @@ class Embedder:
             plain = self._member_embeddings(member, images, flip=False)
             parts.append(merge_mirrored(plain, self._member_embeddings(member, images, flip=True)) if flip else l2_normalize(plain))
         return _combine(parts)
-
-    def similarity(self, images, flip_tta: bool | None = None) -> np.ndarray:
-        """All-vs-all cosine similarity (N, N) of ``images``."""
-        x = self.embed(images, flip_tta)
-        return x @ x.T
 
 
 def _combine(parts: list[np.ndarray]) -> np.ndarray:
