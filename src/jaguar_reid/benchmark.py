@@ -63,7 +63,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
             groups = read_metadata_column(metadata_csv, group_column, names)
             sides = read_metadata_column(metadata_csv, side_column, names) if side_column else None
             embedder = Embedder.from_runs([run])
-            raw, tta = embedder.embed_views(paths)
+            raw, tta = embedder.embed_views(paths, cfg.postprocess.flip_tta)
             for subset, exclude in pair_subsets(groups, _clean_sides(sides)).items():
                 for step, metrics in ablation(raw, tta, labels, cfg.postprocess, flip=cfg.postprocess.flip_tta, exclude=exclude):
                     rows.append({"recipe": recipe.name, "split_seed": seed, "pairs": subset, "step": step,

@@ -177,7 +177,8 @@ def _evaluate(run_path: Path, data_root: Optional[Path], device: Optional[str], 
 
     run = Run(run_path)
     cfg = run.config.with_overrides(overrides)
-    return run, evaluate_run(run, data_root, device=str(resolve_device(device or cfg.train.device)), postprocess=cfg.postprocess)
+    evaluation = evaluate_run(run, data_root, device=str(resolve_device(device or cfg.train.device)), postprocess=cfg.postprocess)
+    return run, cfg, evaluation
 
 
 @app.command()
@@ -192,10 +193,10 @@ def evaluate(
     from .evaluation.evaluate import format_table
 
     try:
-        trained, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        trained, cfg, evaluation = _evaluate(run, data_root, device, list(set_ or []))
         typer.echo(format_table(evaluation.rows, marked=evaluation.submission_step))
         typer.echo("(* = the configured chain: what predict writes)")
-        for line in evaluation.advice(trained.config.with_overrides(list(set_ or [])).postprocess):
+        for line in evaluation.advice(cfg.postprocess):
             typer.echo(line)
         if evaluation.background:
             typer.echo("background diagnostic (raw similarity, no flip TTA): how much the background alone can match")
@@ -221,7 +222,7 @@ def report(
     try:
         from .report.html import write_report
 
-        trained, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        trained, _, evaluation = _evaluate(run, data_root, device, list(set_ or []))
         typer.echo(f"wrote {write_report(trained, evaluation, out=out)}")
     except UserError as error:
         _fail(str(error))

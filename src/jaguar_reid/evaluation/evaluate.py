@@ -16,7 +16,7 @@ from ..config import PostprocessConfig
 from ..data.competition import load_competition
 from ..postprocess import chain_until, every_box, postprocess_similarity, postprocess_steps
 from ..runs import Run
-from .metrics import METRIC_NAMES, compute_metrics, metric_label
+from .metrics import METRIC_NAMES, compute_metrics, metric_label, scalar_metrics
 
 SUBMISSION_STEP = "submission (the configured chain)"
 
@@ -96,7 +96,7 @@ def evaluate_embedder(embedder, paths: list[Path], labels, postprocess: Postproc
     """Score every step of the chain on ``paths`` (with identities ``labels``); ``baseline`` (another
     embedder, e.g. the untrained backbone) adds a first row of its raw cosine similarity."""
     labels = np.asarray(labels)
-    raw, tta = embedder.embed_views(paths)
+    raw, tta = embedder.embed_views(paths, postprocess.flip_tta)
     rows = []
     if baseline is not None:
         frozen = baseline.embed(paths, flip_tta=False)
@@ -174,16 +174,6 @@ def pair_subsets(groups=None, sides=None) -> dict[str, np.ndarray | None]:
     return subsets
 
 
-def subset_metrics(similarity: np.ndarray, labels, subsets: dict[str, np.ndarray | None]) -> dict[str, dict]:
-    """Every metric of ``similarity`` on each subset of pairs (see ``pair_subsets``)."""
-    result = {}
-    for name, exclude in subsets.items():
-        metrics = _score(similarity, labels, exclude)
-        metrics.pop("per_identity_ap")
-        result[name] = metrics
-    return result
-
-
 def background_diagnostic(embedder, paths: list[Path], labels) -> dict[str, dict] | None:
     """How much of the score the background carries, for cut-outs with an alpha channel.
 
@@ -211,7 +201,5 @@ def background_diagnostic(embedder, paths: list[Path], labels) -> dict[str, dict
     result = {}
     for name, images in views.items():
         x = embedder.embed(images, flip_tta=False)
-        metrics = compute_metrics(x @ x.T, labels)
-        metrics.pop("per_identity_ap")
-        result[name] = metrics
+        result[name] = scalar_metrics(x @ x.T, labels)
     return result

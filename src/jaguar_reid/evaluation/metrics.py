@@ -175,6 +175,13 @@ def compute_metrics(similarity: np.ndarray, labels) -> dict:
     }
 
 
+def scalar_metrics(similarity: np.ndarray, labels) -> dict:
+    """``compute_metrics`` without the per-identity breakdown: every value a number (for logs and JSON)."""
+    metrics = compute_metrics(similarity, labels)
+    metrics.pop("per_identity_ap")
+    return metrics
+
+
 def cosine_similarity(embeddings: np.ndarray) -> np.ndarray:
     """All-vs-all cosine similarity (float32) of row vectors."""
     x = np.asarray(embeddings, dtype=np.float32)

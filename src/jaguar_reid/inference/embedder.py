@@ -132,23 +132,22 @@ class Embedder:
     def _member_embeddings(self, member: _Member, images, flip: bool) -> np.ndarray:
         return member.embed(images, flip, self.batch_size, self.num_workers, self.cache)
 
-    def embed_views(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble embeddings without and with flip TTA (both L2-normalised), e.g. for an ablation."""
+    def embed_views(self, images, flip_tta: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Ensemble embeddings without and with flip TTA (both L2-normalised), e.g. for an ablation;
+        with ``flip_tta=False`` the mirrored images are not embedded and the second is None."""
         raw, tta = [], []
         for member in self.members:
             plain = self._member_embeddings(member, images, flip=False)
             raw.append(l2_normalize(plain))
-            tta.append(merge_mirrored(plain, self._member_embeddings(member, images, flip=True)))
-        return _combine(raw), _combine(tta)
+            if flip_tta:
+                tta.append(merge_mirrored(plain, self._member_embeddings(member, images, flip=True)))
+        return _combine(raw), _combine(tta) if flip_tta else None
 
     def embed(self, images, flip_tta: bool | None = None) -> np.ndarray:
         """(N, D) L2-normalised embeddings of image paths, PIL images or a float tensor (N, 3, H, W) in [0, 1]."""
         flip = self.flip_tta if flip_tta is None else flip_tta
-        parts = []
-        for member in self.members:
-            plain = self._member_embeddings(member, images, flip=False)
-            parts.append(merge_mirrored(plain, self._member_embeddings(member, images, flip=True)) if flip else l2_normalize(plain))
-        return _combine(parts)
+        raw, tta = self.embed_views(images, flip)
+        return tta if flip else raw
 
 
 def _combine(parts: list[np.ndarray]) -> np.ndarray:

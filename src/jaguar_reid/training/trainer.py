@@ -27,7 +27,7 @@ from ..data.dataset import EpochBatchSampler, ImageSet, train_transform
 from ..data.split import Split, make_split, read_metadata_column
 from ..data.tables import DataError
 from ..devices import autocast, resolve_device, tf32
-from ..evaluation.metrics import METRIC_NAMES, OTHER_GROUPS, compute_metrics, cosine_similarity
+from ..evaluation.metrics import METRIC_NAMES, OTHER_GROUPS, compute_metrics, cosine_similarity, scalar_metrics
 from ..inference.embed import embed_images
 from ..models.reid import ReIDModel, create_reid_model
 from ..runs import Run
@@ -341,7 +341,7 @@ def validate(session: Session) -> dict:
         embeddings = embed_images(model, session.val_set, cfg.train.eval_batch_size, session.device,
                                   cfg.train.precision, channels_last=cfg.train.channels_last, progress=None)
     similarity = cosine_similarity(embeddings)
-    metrics = {k: v for k, v in compute_metrics(similarity, session.val_labels).items() if k != "per_identity_ap"}
+    metrics = scalar_metrics(similarity, session.val_labels)
     if session.val_groups is not None:
         same_group = session.val_groups[:, None] == session.val_groups[None, :]
         other = compute_metrics(np.where(same_group, np.nan, similarity), session.val_labels)
