@@ -43,9 +43,9 @@ def _toml_value(value) -> str:
     return tomli_w.dumps({"v": value}).removeprefix("v = ").strip()
 
 
-# Settings that say where and how fast a run executes, or how its embeddings are post-processed:
-# not what it learns.
-_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}, "postprocess": True}
+# Settings that say where and how fast a run executes, or how its embeddings are post-processed
+# and turned into open-set decisions: not what it learns.
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
 
 
 class _Section(BaseModel):
@@ -72,6 +72,7 @@ class SplitConfig(_Section):
     group_column: str | None = Field(None, description="metadata column whose groups (e.g. sighting) stay on one side of the split")
     min_groups: int = Field(2, description="identities with fewer groups stay in training (4 with val_fraction 0.25: the re-sighting hold-out)")
     metadata_csv: str | None = Field(None, description="CSV with filename plus metadata columns")
+    unknown_fraction: float = Field(0.0, description="share of identities held out entirely as never-seen animals, to calibrate the 'new individual' threshold")
 
 
 class ModelConfig(_Section):
@@ -154,6 +155,16 @@ class PostprocessConfig(_Section):
     auto: bool = Field(False, description="predict with the chain that scored best on the run's validation split (jaguar-reid evaluate)")
 
 
+class OpenSetConfig(_Section):
+    individual_score: Literal["max", "mean_top_k"] = Field(
+        "mean_top_k", description="an individual's score for a photo: its best-matching photo (max) or the mean of its top_k_images")
+    top_k_images: int = Field(3, ge=1, description="photos averaged by mean_top_k")
+    normalization: Literal["none", "cohort"] = Field(
+        "none", description="decide on how far the best individual stands out from the others (cohort) or on its raw score (none)")
+    target_known_called_new: float = Field(
+        0.05, gt=0.0, lt=1.0, description="share of known animals the 'new individual' threshold may call new (on validation)")
+
+
 class Config(_Section):
     name: str = "custom"
     data: DataConfig = DataConfig()
@@ -164,6 +175,7 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    open_set: OpenSetConfig = OpenSetConfig()
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))

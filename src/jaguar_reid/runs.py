@@ -13,6 +13,7 @@ Layout of a single-seed run::
     summary.json         best/last/untrained metrics and timing
     embeddings/          cached embeddings (one .npy per image set, weights and preprocessing)
     evaluation.json      the ablation of the post-processing chain on the validation split
+    open_set.json        the "new individual" threshold and probability calibration (identify)
     report.html          the report
 
 Several seeds write ``seed_<n>/`` sub-runs (each a run as above) over the same split, and the
@@ -34,6 +35,7 @@ from .files import atomic_path, atomic_write_json, atomic_write_text
 
 CONFIG_FILE, DATA_FILE, SPLIT_FILE, LABELS_FILE = "config.toml", "data.json", "split.json", "labels.json"
 METRICS_FILE, SUMMARY_FILE, EVALUATION_FILE, REPORT_FILE = "metrics.jsonl", "summary.json", "evaluation.json", "report.html"
+OPEN_SET_FILE = "open_set.json"
 BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors", "last_state.pt"
 EMBEDDINGS_DIR = "embeddings"
 
@@ -119,6 +121,27 @@ class Run:
         path = self.path / EVALUATION_FILE
         return json.loads(path.read_text()) if path.exists() else None
 
+    @property
+    def open_set(self):
+        """The ``OpenSetCalibration`` written by ``calibrate_run``, or None."""
+        from .evaluation.open_set import OpenSetCalibration
+
+        path = self.path / OPEN_SET_FILE
+        return OpenSetCalibration.from_json(json.loads(path.read_text())) if path.exists() else None
+
+    def fingerprint(self) -> str:
+        """Names the trained model: a hash of every member's config and weights (16 hex digits).
+        Embeddings made by a run with another fingerprint are not comparable with this run's."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for member in self.members:
+            digest.update(member._require(CONFIG_FILE).read_bytes())
+            with open(member.weights("best"), "rb") as weights:
+                for block in iter(lambda: weights.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()[:16]
+
     def weights(self, checkpoint: str = "best") -> Path:
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
@@ -200,6 +223,9 @@ class Run:
 
     def write_evaluation(self, rows: list[dict]) -> None:
         atomic_write_json(self.path / EVALUATION_FILE, rows)
+
+    def write_open_set(self, calibration) -> None:
+        atomic_write_json(self.path / OPEN_SET_FILE, calibration.to_json())
 
     def save_weights(self, state: dict, checkpoint: str, metadata: dict[str, str]) -> None:
         from safetensors.torch import save_file

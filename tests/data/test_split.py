@@ -114,3 +114,27 @@ def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
     assert split.min_groups == 4
     with pytest.raises(DataError, match="min_groups must be at least 2"):
         make_split(files, labels, min_groups=1)
+
+
+def test_unknown_identities_are_held_out_entirely_and_chosen_by_the_split_seed():
+    names = [f"img{i}.png" for i in range(200)]
+    labels = [f"cat{i % 20}" for i in range(200)]
+    split = make_split(names, labels, 0.2, split_seed=5, unknown_fraction=0.25)
+    unknown_ids = {labels[names.index(n)] for n in split.unknown}
+    assert len(unknown_ids) == 5 and len(split.unknown) == 50
+    seen = {labels[names.index(n)] for n in split.train + split.val}
+    assert not unknown_ids & seen
+    assert sorted(split.train + split.val + split.unknown) == sorted(names)
+    again = make_split(names[::-1], labels[::-1], 0.2, split_seed=5, unknown_fraction=0.25)
+    assert again.unknown == split.unknown
+    other = make_split(names, labels, 0.2, split_seed=6, unknown_fraction=0.25)
+    assert other.unknown != split.unknown
+    # one more animal moves at most one identity in or out of the unknown set
+    grown = make_split(names + ["new.png", "new2.png"], labels + ["cat99", "cat99"], 0.2, split_seed=5, unknown_fraction=0.25)
+    grown_ids = {(labels + ["cat99", "cat99"])[(names + ["new.png", "new2.png"]).index(n)] for n in grown.unknown}
+    assert len(grown_ids ^ unknown_ids) <= 2
+
+
+def test_unknown_fraction_out_of_range_is_an_error():
+    with pytest.raises(DataError, match="unknown_fraction"):
+        make_split(["a", "b"], ["x", "x"], 0.5, unknown_fraction=1.0)

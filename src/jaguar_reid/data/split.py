@@ -29,6 +29,8 @@ class Split:
     group_column: str | None = None
     min_groups: int = 2
     notes: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    unknown_fraction: float = 0.0
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, asdict(self))
@@ -50,6 +52,7 @@ def make_split(
     groups=None,
     group_column: str | None = None,
     min_groups: int = 2,
+    unknown_fraction: float = 0.0,
 ) -> Split:
     """Stratified split: per identity, round(fraction x groups) groups go to validation.
 
@@ -60,11 +63,17 @@ def make_split(
     Re-sighting hold-out: with groups = sightings, ``min_groups=4`` and ``val_fraction=0.25``,
     about a quarter of the sightings of every animal seen at least four times are held out, so
     validation asks what re-identification asks: is this new sighting one of our known animals?
+
+    Open set: ``unknown_fraction`` of the identities (chosen by ``split_seed``) are held out
+    entirely in ``unknown``: never trained on, they stand for animals a catalogue has never seen
+    when the "new individual" threshold is calibrated.
     """
     if min_groups < 2:
         raise DataError(f"min_groups must be at least 2, got {min_groups}")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if not 0.0 <= unknown_fraction < 1.0:
+        raise DataError(f"unknown_fraction must be at least 0 and below 1, got {unknown_fraction}")
     frame = pd.DataFrame({"filename": list(filenames), "identity": list(labels)})
     frame["group"] = frame["filename"] if groups is None else [str(g) for g in groups]
     spans = frame.groupby("group")["identity"].nunique()
@@ -72,6 +81,9 @@ def make_split(
         bad = spans[spans > 1].index[0]
         raise DataError(f"group {bad!r} ({group_column or 'group'}) holds images of several identities")
 
+    unknown_identities = _unknown_identities(sorted(frame["identity"].unique()), unknown_fraction, split_seed)
+    unknown = frame.loc[frame["identity"].isin(unknown_identities), "filename"].tolist()
+    frame = frame[~frame["identity"].isin(unknown_identities)]
     train, val, notes = [], [], []
     for identity, members in sorted(frame.groupby("identity"), key=lambda item: item[0]):
         group_names = np.array(sorted(members["group"].unique()), dtype=object)
@@ -93,7 +105,19 @@ def make_split(
         group_column=group_column,
         min_groups=min_groups,
         notes=notes,
+        unknown=sorted(unknown),
+        unknown_fraction=unknown_fraction,
     )
+
+
+def _unknown_identities(identities: list[str], fraction: float, split_seed: int) -> set[str]:
+    """round(fraction x identities) identities with the lowest per-identity draw (adding an animal
+    moves at most one other in or out)."""
+    count = round(fraction * len(identities))
+    if fraction > 0 and count == 0:
+        count = 1
+    draws = {identity: _identity_rng(split_seed, identity).random() for identity in identities}
+    return set(sorted(identities, key=lambda identity: (draws[identity], identity))[:count])
 
 
 def read_metadata_column(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:

@@ -139,6 +139,31 @@ def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, dev
     return evaluation
 
 
+def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
+                  embedder=None, save: bool = True):
+    """Open-set calibration of a run, saved to RUN/open_set.json: the run's training images are
+    the catalogue; its validation images (known animals) and held-out identities
+    (``split.unknown_fraction``) are the new photos. ``embedder`` (e.g. an ensemble with this run
+    first) replaces the run's own; then pass ``save=False``."""
+    from ..inference.embedder import Embedder
+    from .open_set import calibrate_open_set
+
+    run = run if isinstance(run, Run) else Run(run)
+    source, split, settings = run.data_source, run.split, run.config.open_set
+    competition = load_competition(data_root or source["data_root"], train_images=None if data_root else source["train_images"])
+    labels = competition.train.set_index("filename")["ground_truth"]
+    embedder = embedder or Embedder.from_runs([run], device=device)
+    queries = split.val + split.unknown
+    gallery = embedder.embed(competition.train_paths(split.train))
+    similarity = embedder.embed(competition.train_paths(queries)) @ gallery.T
+    calibration = calibrate_open_set(similarity, labels.loc[split.train].to_numpy(), labels.loc[queries].to_numpy(),
+                                     settings.individual_score, settings.top_k_images, settings.target_known_called_new,
+                                     simulate_unknown=not split.unknown, normalization=settings.normalization)
+    if save:
+        run.write_open_set(calibration)
+    return calibration
+
+
 def validated_chain(run: Run, postprocess: PostprocessConfig, metric: str = "identity_balanced_map") -> PostprocessConfig:
     """``postprocess`` cut to the chain that scored best on the run's validation split
     (from RUN/evaluation.json, written by ``evaluate_run``, which runs first if needed)."""

@@ -69,7 +69,7 @@ def build_split(cfg: Config, competition: Competition) -> Split:
     if cfg.split.group_column:
         groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, files)
     split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column,
-                       cfg.split.min_groups)
+                       cfg.split.min_groups, cfg.split.unknown_fraction)
     train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
     if len(train_ids) < 2:
         raise DataError(f"{competition.root / 'train.csv'}: training needs at least two identities, found {len(train_ids)}")
