@@ -60,8 +60,8 @@ class _Images(Dataset):
 class _Member:
     """One single-seed run: its model (loaded on first use), preprocessing and cache."""
 
-    def __init__(self, run: Run, device: torch.device, checkpoint: str):
-        self.run, self.device, self.checkpoint = run, device, checkpoint
+    def __init__(self, run: Run, device: torch.device, checkpoint: str, engine: str):
+        self.run, self.device, self.checkpoint, self.engine = run, device, checkpoint, engine
         cfg = run.config
         self.preprocessing = Preprocessing(cfg.data.image_size, cfg.data.alpha)
         self.precision, self.channels_last, self.batch_size = cfg.train.precision, cfg.train.channels_last, cfg.train.eval_batch_size
@@ -69,7 +69,11 @@ class _Member:
 
     @property
     def model(self) -> torch.nn.Module:
-        if self._model is None:
+        if self._model is None and self.engine == "onnx":
+            from .onnx import OnnxModel
+
+            self._model = OnnxModel(self.run)
+        elif self._model is None:
             self._model = self.run.load_model(self.checkpoint).to(self.device)
             if self.channels_last:
                 self._model.to(memory_format=torch.channels_last)
@@ -90,9 +94,10 @@ class _Member:
         if key is not None and (cached := self.run.cached_embeddings(key)) is not None:
             return cached
         label = f"embedding{' mirrored' if flip else ''} {self.run.path.name}"
+        onnx = self.engine == "onnx"
         embeddings = embed_images(self.model, _Images(images, self.preprocessing), batch_size or self.batch_size,
-                                  self.device, self.precision, flip=flip, num_workers=num_workers,
-                                  channels_last=self.channels_last, progress=label)
+                                  self.device, "fp32" if onnx else self.precision, flip=flip, num_workers=num_workers,
+                                  channels_last=self.channels_last and not onnx, progress=label)
         if key is not None:
             self.run.save_embeddings(key, embeddings)
         return embeddings
@@ -109,16 +114,22 @@ class Embedder:
     similarities (each member's normalised embedding scaled by 1/sqrt(members), concatenated).
     Flip TTA (per member: the mean of the normalised embeddings of an image and its mirror,
     renormalised) follows the first run's ``postprocess.flip_tta`` unless ``flip_tta`` is given.
-    Embeddings of image files are cached in each run folder.
+    Embeddings of image files are cached in each run folder. ``engine="onnx"`` runs the models
+    with onnxruntime on the CPU (exported once per run; best weights only).
     """
 
     def __init__(self, runs: list[Run], device: str | torch.device = "auto", flip_tta: bool | None = None,
-                 checkpoint: str = "best", batch_size: int | None = None, num_workers: int = 0, cache: bool = True):
+                 checkpoint: str = "best", batch_size: int | None = None, num_workers: int = 0, cache: bool = True,
+                 engine: str = "torch"):
         if not runs:
             raise ValueError("an Embedder needs at least one run")
+        if engine not in ("torch", "onnx"):
+            raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
+        if engine == "onnx":
+            device, checkpoint = "cpu", "best"
         self.runs = runs
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.members = [_Member(member, self.device, checkpoint) for run in runs for member in run.members]
+        self.members = [_Member(member, self.device, checkpoint, engine) for run in runs for member in run.members]
         self.flip_tta = runs[0].config.postprocess.flip_tta if flip_tta is None else flip_tta
         self.batch_size, self.num_workers, self.cache = batch_size, num_workers, cache
 

@@ -1,0 +1,61 @@
+"""ONNX export equals the PyTorch embedder; onnxruntime is an embedding engine."""
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from jaguar_reid.cli import app
+from jaguar_reid.config import load_config
+from jaguar_reid.inference.embedder import Embedder
+from jaguar_reid.inference.onnx import export_onnx
+from jaguar_reid.training.trainer import train
+
+TINY = ["data.image_size=64", "train.epochs=1", "train.batch_size=16", "data.alpha=gray", "train.feature_views=1"]
+
+
+@pytest.fixture(scope="module")
+def two_seed_run(demo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "run"
+    train(load_config("lite0-cpu", TINY), demo_root, out, seeds=[1, 2])
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(demo_root):
+    return sorted((demo_root / "test" / "test").glob("*.png"))[:6]
+
+
+def _pixels(embedder, photos):
+    from jaguar_reid.inference.embedder import _Images
+
+    images = _Images(photos, embedder.members[0].preprocessing)
+    return torch.stack([images[i][0] for i in range(len(images))]).numpy()
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_exported_ensemble_equals_the_embedder(two_seed_run, photos, tmp_path, flip):
+    path = export_onnx([two_seed_run], tmp_path / "model.onnx", flip_tta=flip)
+    embedder = Embedder.from_runs([two_seed_run], device="cpu", flip_tta=flip, cache=False)
+    expected = embedder.embed(photos)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": _pixels(embedder, photos)})[0]
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["image_size"] == "64" and meta["alpha"] == "gray" and meta["flip_tta"] == str(flip).lower()
+
+
+def test_onnx_engine_matches_torch(two_seed_run, photos):
+    torch_vectors = Embedder.from_runs([two_seed_run], device="cpu", cache=False).embed(photos)
+    onnx_vectors = Embedder.from_runs([two_seed_run], cache=False, engine="onnx").embed(photos)
+    assert np.abs(onnx_vectors - torch_vectors).max() < 1e-4
+    assert len(list(two_seed_run.glob("seed_*/onnx/*.onnx"))) == 2  # exported once per member, reused
+
+
+def test_export_command(two_seed_run, tmp_path):
+    result = CliRunner().invoke(app, ["export", str(two_seed_run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0 and (tmp_path / "m.onnx").exists(), result.output
+    result = CliRunner().invoke(app, ["export", str(two_seed_run), "--format", "tflite", "--out", str(tmp_path / "m.x")])
+    assert result.exit_code == 2 and "--format must be onnx" in result.output
