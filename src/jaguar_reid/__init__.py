@@ -7,13 +7,16 @@ The public API, imported lazily (``import jaguar_reid`` loads no torch until a n
     jr.train(cfg, "data/", "runs/lite0")
     embedder = jr.Embedder.from_runs(["runs/lite0"])
     jr.predict(["runs/lite0"], "data/", "submission.csv")
+    catalog = jr.Catalog.create("catalog.db", ["runs/lite0"])
+    catalog.add("photos/", labels="known.csv")
+    catalog.identify(["new_photo.jpg"])
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {
     "Config": "config", "load_config": "config", "preset_names": "config",
@@ -23,7 +26,10 @@ _EXPORTS = {
     "predict": "inference.pipeline",
     "score_submission": "evaluation.scoring",
     "Evaluation": "evaluation.evaluate", "evaluate_embedder": "evaluation.evaluate", "evaluate_run": "evaluation.evaluate",
-    "ablation": "evaluation.evaluate",
+    "ablation": "evaluation.evaluate", "calibrate_run": "evaluation.evaluate",
+    "Catalog": "catalog", "Identification": "catalog", "EmbeddingIndex": "catalog",
+    "OpenSetCalibration": "evaluation.open_set", "calibrate_open_set": "evaluation.open_set",
+    "export_onnx": "inference.onnx",
     "identity_balanced_map": "evaluation.metrics", "retrieval_map": "evaluation.metrics",
     "retrieval_top1": "evaluation.metrics", "pair_auc": "evaluation.metrics", "pair_ap": "evaluation.metrics",
     "compute_metrics": "evaluation.metrics", "cosine_similarity": "evaluation.metrics",
@@ -32,7 +38,7 @@ _EXPORTS = {
     "score_transform": "postprocess", "postprocess_similarity": "postprocess", "postprocess_steps": "postprocess",
     "make_demo_data": "data.synthetic", "load_competition": "data.competition",
     "UserError": "errors", "ConfigError": "errors", "DataError": "errors", "WeightsError": "errors",
-    "RunFolderError": "errors", "DeviceError": "errors",
+    "RunFolderError": "errors", "DeviceError": "errors", "CatalogError": "errors",
 }
 # score is the leaderboard scorer under the name the CLI uses.
 _ALIASES = {"score": ("evaluation.scoring", "score_submission")}

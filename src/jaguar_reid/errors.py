@@ -33,3 +33,7 @@ class RunFolderError(UserError, RuntimeError):
 
 class DeviceError(UserError, ValueError):
     """A device name that is not valid, or not present on this machine."""
+
+
+class CatalogError(UserError, RuntimeError):
+    """A catalogue that cannot be opened or changed as asked (missing, newer schema, unreachable, bad request)."""
