@@ -26,11 +26,17 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show presets and every config key with its default.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+catalog_app = typer.Typer(help="A catalogue of known individuals: create, add photos, decide, export, stats.",
+                          no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 
 DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder with train.csv (and test.csv) and the image folders.")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
                                                        help="Override a config value, e.g. --set train.epochs=3 (repeatable).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the config's).")]
+CatalogLocation = Annotated[str, typer.Argument(metavar="CATALOG", help="Catalogue: a SQLite file (catalog.db) or a database URL.")]
+Engine = Annotated[str, typer.Option(help="Inference engine: torch, or onnx (onnxruntime, CPU; exported once per run).")]
+Who = Annotated[Optional[str], typer.Option("--who", help="Who made the change (default: your user name).")]
 
 
 def _fail(message: str) -> None:
@@ -109,6 +115,12 @@ def train(
     typer.echo(format_summary(summary, out))
 
 
+def _engine(engine: str) -> str:
+    if engine not in ("torch", "onnx"):
+        _fail(f"--engine must be torch or onnx, got {engine!r}")
+    return engine
+
+
 def _finished_with(run, cfg) -> bool:
     """True when ``run`` is a finished run of exactly ``cfg`` (a rerun then trains nothing)."""
     try:
@@ -131,9 +143,11 @@ def predict(
     set_: SetOption = None,
     test_images: Annotated[Optional[Path], typer.Option(help="Test image folder (default: auto-detected).")] = None,
     device: Device = None,
+    engine: Engine = "torch",
 ) -> None:
     """Write submission.csv (row_id,similarity) for every pair of test.csv. Defaults come from the first run's config."""
     from .devices import resolve_device
+    from .inference.embedder import Embedder
     from .inference.pipeline import predict as run_predict
     from .runs import Run
 
@@ -141,8 +155,9 @@ def predict(
         cfg = Run(runs[0]).config.with_overrides(list(set_ or [])).with_overrides(_typed(
             postprocess__flip_tta=flip_tta, postprocess__query_expansion=query_expansion, postprocess__rerank=rerank,
             postprocess__blend=blend, postprocess__blend_weight=blend_weight, postprocess__score_transform=transform))
-        path = run_predict(runs, data_root, out, cfg.postprocess, test_images=test_images,
-                           device=str(resolve_device(device or cfg.train.device)))
+        device = str(resolve_device(device or cfg.train.device))
+        embedder = Embedder.from_runs(runs, device=device, flip_tta=cfg.postprocess.flip_tta, engine=_engine(engine))
+        path = run_predict(runs, data_root, out, cfg.postprocess, test_images=test_images, device=device, embedder=embedder)
     except UserError as error:
         _fail(str(error))
     typer.echo(f"wrote {path}")
@@ -189,7 +204,8 @@ def evaluate(
     device: Device = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write RUN/report.html.")] = True,
 ) -> None:
-    """Ablation on the run's validation split: raw, + flip TTA, + AQE, + re-rank, + blend, + transform."""
+    """Ablation on the run's validation split (raw, + flip TTA, + AQE, + re-rank, ...) and open-set calibration."""
+    from .devices import resolve_device
     from .evaluation.evaluate import format_table
 
     try:
@@ -202,6 +218,11 @@ def evaluate(
             typer.echo("background diagnostic (raw similarity, no flip TTA): how much the background alone can match")
             typer.echo(format_table(list(evaluation.background.items())))
         typer.echo(f"saved {run / 'evaluation.json'}")
+        from .evaluation.evaluate import calibrate_run
+        from .evaluation.open_set import format_open_set
+
+        typer.echo(format_open_set(calibrate_run(trained, data_root, device=str(resolve_device(device or cfg.train.device)))))
+        typer.echo(f"saved {run / 'open_set.json'} (the threshold and probabilities identify uses)")
         if report:
             from .report.html import write_report
 
@@ -243,6 +264,201 @@ def demo(
         run_demo(out, scale=scale, epochs=epochs, overrides=set_ or [], config=config)
     except UserError as error:
         _fail(str(error))
+
+
+@catalog_app.command("create")
+def catalog_create(
+    catalog: CatalogLocation,
+    run: Annotated[list[Path], typer.Option("--run", help="Trained run folder; repeat it for an ensemble.")],
+    store: Annotated[Optional[Path], typer.Option(help="Folder for the photos (default: CATALOG's name + _images beside it).")] = None,
+    device: Device = None,
+    engine: Engine = "torch",
+) -> None:
+    """Create a catalogue bound to a trained run (its "new individual" threshold comes with it)."""
+    from .catalog import Catalog
+
+    try:
+        created = Catalog.create(catalog, run, store=store, device=device or "auto", engine=_engine(engine))
+    except UserError as error:
+        _fail(str(error))
+    calibration = created.calibration
+    typer.echo(f"created {created.name} (photos in {created.store.root}); model {created.stats()['models'][0]['fingerprint']}, "
+               f"'new individual' below score {calibration.threshold:.4f}")
+
+
+@catalog_app.command("bind")
+def catalog_bind(
+    catalog: CatalogLocation,
+    run: Annotated[list[Path], typer.Option("--run", help="Trained run folder; repeat it for an ensemble.")],
+    device: Device = None,
+    engine: Engine = "torch",
+) -> None:
+    """Embed every photo with another (or a retrained) run and make it the catalogue's model."""
+    from .catalog import Catalog
+
+    try:
+        fingerprint = Catalog(catalog, device=device or "auto", engine=_engine(engine)).bind(run)
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(f"{catalog}: model {fingerprint} is now active")
+
+
+@catalog_app.command("add")
+def catalog_add(
+    catalog: CatalogLocation,
+    images: Annotated[Path, typer.Option("--images", help="Folder of photos (searched recursively) or one photo.")],
+    labels: Annotated[Optional[Path], typer.Option(help="filename,ground_truth CSV: these photos are known individuals; the rest are queued.")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="CSV: filename plus side/date/location and any other columns.")] = None,
+    who: Who = None,
+    device: Device = None,
+    engine: Engine = "torch",
+) -> None:
+    """Add photos in one transaction: labelled ones to their individuals, the others to the review queue."""
+    from .catalog import Catalog
+
+    try:
+        report = Catalog(catalog, device=device or "auto", engine=_engine(engine)).add(images, labels=labels, metadata=metadata, who=who)
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(f"added {report.added} photo(s): {report.labelled} of known individuals, {report.queued} queued for review; "
+               f"{len(report.new_individuals)} new individual(s)")
+    for photo, first in report.duplicates[:10]:
+        typer.echo(f"  duplicate skipped: {photo} (same content as {first})")
+    if len(report.duplicates) > 10:
+        typer.echo(f"  ... and {len(report.duplicates) - 10} more duplicates skipped")
+
+
+@app.command()
+def identify(
+    catalog: CatalogLocation,
+    photos: Annotated[list[Path], typer.Argument(metavar="PHOTO_OR_DIR...", help="Photos, or folders of photos.")],
+    top_k: Annotated[int, typer.Option(help="Candidate individuals to list per photo.")] = 5,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    device: Device = None,
+    engine: Engine = "torch",
+) -> None:
+    """Which known individual is each photo, or is it a new one? Top-k individuals with score and probability."""
+    from .catalog import Catalog
+    from .catalog.report import format_identification
+    from .files import atomic_write_json
+
+    try:
+        opened = Catalog(catalog, device=device or "auto", engine=_engine(engine))
+        results = [r for photo in photos for r in opened.identify(photo, top_k=top_k)]
+    except UserError as error:
+        _fail(str(error))
+    for result in results:
+        typer.echo(format_identification(result))
+    if json_out:
+        atomic_write_json(json_out, [r.to_json() for r in results])
+        typer.echo(f"wrote {json_out}")
+
+
+@catalog_app.command("decide")
+def catalog_decide(
+    catalog: CatalogLocation,
+    photo: Annotated[str, typer.Argument(help="The photo: its file, its sha256 (8+ digits) or #id.")],
+    as_name: Annotated[Optional[str], typer.Option("--as", help="It shows this known individual.")] = None,
+    new: Annotated[Optional[str], typer.Option("--new", help="It shows a new individual; give its name.")] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="No usable animal in it.")] = False,
+    who: Who = None,
+) -> None:
+    """Record a decision on a catalogue photo (logged with the candidates the engine proposed)."""
+    from .catalog import Catalog
+
+    try:
+        record = Catalog(catalog).decide(photo, as_name=as_name, new_name=new, reject=reject, who=who)
+    except UserError as error:
+        _fail(str(error))
+    what = {"known": f"is {as_name}", "new": f"is the new individual {new}", "reject": "rejected"}[record["decision"]]
+    typer.echo(f"decision {record['id']}: {photo} {what}")
+
+
+@catalog_app.command("export")
+def catalog_export(
+    catalog: CatalogLocation,
+    out: Annotated[Path, typer.Option("--out", help="Folder for train.csv, train/ and metadata.csv.")],
+) -> None:
+    """Write the identified photos as a Kaggle-format training set (to retrain on the grown catalogue)."""
+    from .catalog import Catalog
+
+    try:
+        path = Catalog(catalog).export(out)
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(f"wrote {path} (train with: jaguar-reid train --data-root {out} --out RUN)")
+
+
+@catalog_app.command("stats")
+def catalog_stats(
+    catalog: CatalogLocation,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Individuals, photos (known, queued, rejected), photos per individual, models and decisions."""
+    import json
+
+    from .catalog import Catalog
+    from .catalog.report import format_stats
+
+    try:
+        stats = Catalog(catalog).stats()
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(json.dumps(stats, indent=1) if json_out else format_stats(stats))
+
+
+@catalog_app.command("upgrade")
+def catalog_upgrade(catalog: CatalogLocation) -> None:
+    """Upgrade a catalogue made by an older jaguar-reid to this version's schema (one transaction)."""
+    from .catalog import Catalog
+
+    try:
+        old, new = Catalog.upgrade(catalog)
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(f"{catalog}: schema version {old} -> {new}" if old != new else f"{catalog}: already at schema version {new}")
+
+
+@app.command()
+def serve(
+    catalog: CatalogLocation,
+    host: Annotated[str, typer.Option(help="Address to listen on (beyond 127.0.0.1 a token is required).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[Optional[str], typer.Option(envvar="JAGUAR_REID_TOKEN", help="Access token every request must carry (env JAGUAR_REID_TOKEN).")] = None,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload (all photos of one upload together), in MB.")] = 200,
+    who: Who = None,
+    device: Device = None,
+    engine: Engine = "torch",
+) -> None:
+    """Start the review web app: upload photos, confirm matches side by side, grow the catalogue."""
+    from .app import serve as run_server
+
+    shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+    typer.echo(f"serving {catalog} at {shown} (Ctrl-C stops it)")
+    try:
+        run_server(catalog, host=host, port=port, token=token, max_upload_mb=max_upload_mb, who=who, device=device or "auto",
+                   engine=_engine(engine))
+    except UserError as error:
+        _fail(str(error))
+
+
+@app.command("export")
+def export_model(
+    run: Annotated[list[Path], typer.Argument(help="Run folder(s); several (or a multi-seed run) are ensembled.")],
+    out: Annotated[Path, typer.Option("--out", help="Model file to write.")],
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    flip_tta: Annotated[Optional[bool], typer.Option("--flip-tta/--no-flip-tta", help="Include flip TTA in the graph (default: the run's).")] = None,
+) -> None:
+    """Export a trained run as one model file: images (N, 3, H, W) in [0, 1] to L2-normalised embeddings."""
+    if format_ != "onnx":
+        _fail(f"--format must be onnx, got {format_!r}")
+    from .inference.onnx import export_onnx
+
+    try:
+        path = export_onnx(run, out, flip_tta=flip_tta)
+    except UserError as error:
+        _fail(str(error))
+    typer.echo(f"wrote {path}")
 
 
 @config_app.command("show")

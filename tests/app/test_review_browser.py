@@ -1,0 +1,139 @@
+"""The review app end to end in a real headless Chromium (the system's, driven by Playwright):
+upload, review with keyboard and mouse, confirm, new individual, undo, skip, reject, merge, export.
+The catalogue's contents are checked after each step. Saves a screenshot of the review page
+(into ``JAGUAR_REID_SCREENSHOTS`` if set, e.g. docs/images for the README)."""
+
+import os
+import shutil
+import socket
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jaguar_reid.app import create_app
+from jaguar_reid.catalog import Catalog
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium (apt-get install chromium)")
+
+
+@pytest.fixture
+def server(tmp_path, catalog_run, demo_root):
+    import uvicorn
+
+    path = tmp_path / "catalog.db"
+    catalog = Catalog.create(path, [catalog_run], device="cpu")
+    catalog.add(demo_root / "train" / "train", labels=demo_root / "train.csv", who="setup")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(path, device="cpu", who="tester")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", path
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        yield context.new_page()
+        browser.close()
+
+
+def _state(path):
+    catalog = Catalog(path)
+    return catalog.stats(), catalog.decisions()
+
+
+def test_review_session(server, page, demo_root, tmp_path):
+    base, path = server
+    photos = sorted((demo_root / "test" / "test").glob("*.png"))[:4]
+
+    page.goto(f"{base}/upload")
+    page.set_input_files("#photos", [str(p) for p in photos])
+    page.click("#upload-button")
+    page.wait_for_url("**/review?message=*")
+    assert "4 photo(s) queued" in page.text_content(".message")
+    stats, _ = _state(path)
+    assert stats["photos_queued"] == 4
+
+    _save_screenshot(page, tmp_path)
+    # zoom with the wheel on the photo under review
+    page.hover("#query-photo")
+    page.mouse.wheel(0, -300)
+    assert "scale(" in page.get_attribute("#query-photo", "style")
+
+    first = page.get_attribute('.candidate[data-rank="1"]', "data-individual")
+    first_photo = page.text_content(".query h2")
+    with page.expect_navigation():
+        page.keyboard.press("1")  # this is candidate 1
+    stats, log = _state(path)
+    assert log[0]["decision"] == "known" and log[0]["individual"] == first and log[0]["original_name"] == first_photo
+    assert log[0]["who"] == "tester" and stats["photos_queued"] == 3
+
+    page.keyboard.press("n")
+    page.keyboard.type("Zorro")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # a new individual
+    stats, log = _state(path)
+    assert log[0]["decision"] == "new" and log[0]["individual"] == "Zorro" and stats["individuals"] == 7
+
+    with page.expect_navigation():
+        page.keyboard.press("u")  # undo it
+    stats, log = _state(path)
+    assert log[0]["decision"] == "undo" and stats["individuals"] == 6 and stats["photos_queued"] == 3
+
+    shown = page.text_content(".query h2")
+    with page.expect_navigation():
+        page.keyboard.press("s")  # skip: the next photo comes up, nothing is written
+    assert page.text_content(".query h2") != shown and len(_state(path)[1]) == len(log)
+
+    with page.expect_navigation():
+        page.click("#reject-button")
+    stats, log = _state(path)
+    assert log[0]["decision"] == "reject" and stats["photos_rejected"] == 1
+
+    individuals = sorted(i["name"] for i in Catalog(path).individuals())
+    source, target = individuals[0], individuals[1]
+    page.goto(f"{base}/individuals/{source}")
+    page.select_option("#merge-target", target)
+    page.check("#merge-confirm")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#merge-button")
+    page.wait_for_url("**/individuals/*?message=*")
+    assert target in page.text_content("#individual-name")
+    assert source not in {i["name"] for i in Catalog(path).individuals()}
+
+    page.goto(f"{base}/history")
+    page.click('tr[data-decision="merge"] button.undo')
+    page.wait_for_url("**/history?message=*")
+    assert source in {i["name"] for i in Catalog(path).individuals()}
+
+    page.goto(f"{base}/export")
+    with page.expect_download() as download:
+        page.click("#export-zip")
+    archive = tmp_path / "catalogue.zip"
+    download.value.save_as(archive)
+    with zipfile.ZipFile(archive) as opened:
+        names = opened.namelist()
+        train_csv = opened.read("train.csv").decode()
+    assert "metadata.csv" in names and train_csv.count("\n") == Catalog(path).stats()["photos_known"] + 1
+
+
+def _save_screenshot(page, tmp_path):
+    folder = Path(os.environ.get("JAGUAR_REID_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / "review.png"), full_page=True)
+    assert (folder / "review.png").stat().st_size > 10_000
