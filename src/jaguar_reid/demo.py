@@ -2,24 +2,28 @@
 
 Synthetic competition -> untrained (frozen ImageNet) baseline -> train ``lite0-cpu`` -> predict
 the test pairs with the full post-processing chain -> score against the hidden answers ->
-ablation table and report.html.
+ablation table and report.html -> a catalogue of the trained animals, which identifies every test
+photo (known animal, or new) and prints the open-set numbers.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import typer
 
+from .catalog import Catalog
 from .config import load_config
 from .data.competition import load_competition
 from .data.synthetic import make_demo_data
 from .data.tables import read_labels
 from .evaluation.evaluate import evaluate_embedder, format_table
+from .evaluation.open_set import format_open_set, format_open_set_metrics, open_set_metrics
 from .evaluation.scoring import score_submission
-from .files import atomic_write_json
+from .files import atomic_path, atomic_write_json
 from .inference.embedder import Embedder
 from .inference.pipeline import predict
 from .postprocess import describe_chain
@@ -28,7 +32,9 @@ from .runs import Run
 from .training.trainer import train
 
 # Sized for about three minutes of training on two CPU cores; every value is a --set away.
-DEMO_OVERRIDES = ["data.image_size=128", "data.alpha=gray", "train.batch_size=32"]
+# A sixth of the animals are held out of training: they calibrate the "new individual" threshold
+# and, left out of the catalogue, are the new animals the catalogue step must recognise as new.
+DEMO_OVERRIDES = ["data.image_size=128", "data.alpha=gray", "train.batch_size=32", "split.unknown_fraction=0.15"]
 
 
 def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | None = None, overrides: list[str] | None = None,
@@ -39,25 +45,25 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     say = typer.echo
     data = out / "data"
     if (data / "test_labels.csv").exists():
-        say(f"[1/5] synthetic competition already in {data}")
+        say(f"[1/6] synthetic competition already in {data}")
     else:
-        say(f"[1/5] generating a synthetic jaguar competition in {data}")
+        say(f"[1/6] generating a synthetic jaguar competition in {data}")
         make_demo_data(data, identities=31, scale=scale, seed=0)
     cfg = load_config(config, DEMO_OVERRIDES + ([f"train.epochs={epochs}"] if epochs is not None else []) + list(overrides or []))
     frozen_cfg = cfg.with_overrides({"train.epochs": 0})
     frozen, trained = Run(out / "frozen"), Run(out / "run")
 
-    say("[2/5] frozen ImageNet features (the untrained baseline)")
+    say("[2/6] frozen ImageNet features (the untrained baseline)")
     train(frozen_cfg, data, frozen.path, overwrite=_differs(frozen, frozen_cfg))
-    say(f"[3/5] training {config} for {cfg.train.epochs} epochs (rerun to resume if interrupted)")
+    say(f"[3/6] training {config} for {cfg.train.epochs} epochs (rerun to resume if interrupted)")
     train(cfg, data, trained.path, overwrite=_differs(trained, cfg))
 
-    say(f"[4/5] predicting the test pairs ({describe_chain(cfg.postprocess)})")
+    say(f"[4/6] predicting the test pairs ({describe_chain(cfg.postprocess)})")
     embedder = Embedder.from_runs([trained])
     submission = predict([trained], data, out / "submission.csv", cfg.postprocess, embedder=embedder)
     scores = score_submission(submission, data / "test.csv", data / "test_labels.csv")
 
-    say("[5/5] scoring every box against the hidden answers, writing the report")
+    say("[5/6] scoring every box against the hidden answers, writing the report")
     competition = load_competition(data)
     answers = dict(read_labels(data / "test_labels.csv").values)
     paths = [competition.test_dir / name for name in competition.pairs.images]
@@ -66,21 +72,50 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
                                    baseline=Embedder.from_runs([frozen]))
     atomic_write_json(out / "demo_results.json", evaluation.to_json())
     report = write_report(trained, evaluation, out=out / "report.html", title="jaguar-reid demo")
+    say("[6/6] a catalogue of the trained animals (catalog.db), identifying every test photo")
+    open_set = _catalogue_step(out, trained, competition, answers)
 
     say("")
     say(format_table(evaluation.rows, marked=evaluation.submission_step))
     say("")
     say(f"submission.csv scored like the leaderboard: identity-balanced mAP {scores['identity_balanced_map']:.4f} "
         f"({scores['n_pairs']:,} pairs, {scores['n_identities']} identities)")
+    say("")
+    say(format_open_set(open_set["calibration"]))
+    say(f"open set on the test photos: {open_set['metrics']['n_known_queries']} of catalogued and "
+        f"{open_set['metrics']['n_unknown_queries']} of new animals")
+    say(format_open_set_metrics(open_set["metrics"]))
     say(f"done in {time.time() - start:.0f} s. Everything is in {out}/:")
     say("  data/            the synthetic competition (test_labels.csv holds the answers)")
     say("  run/             the trained model, metrics.jsonl, summary.json")
     say("  submission.csv   row_id,similarity for every test pair (the row marked * above)")
     say("  report.html      curves, per-identity AP, retrieval examples, embedding map")
+    say("  catalog.db       the catalogue (photos in catalog_images/); the held-out animals' photos wait for review")
+    say(f"  jaguar-reid identify {out / 'catalog.db'} PHOTO   |   jaguar-reid catalog stats {out / 'catalog.db'}")
     say("Your own data (train.csv, test.csv, train/, test/ in a folder):")
     say("  jaguar-reid train --data-root DATA --out runs/mine && jaguar-reid predict runs/mine --data-root DATA --out submission.csv")
     say("  jaguar-reid score submission.csv --test-csv DATA/test.csv --labels answers.csv")
-    return {"evaluation": evaluation, "score": scores, "report": report, "submission": submission}
+    return {"evaluation": evaluation, "score": scores, "report": report, "submission": submission, "open_set": open_set}
+
+
+def _catalogue_step(out: Path, trained: Run, competition, answers: dict) -> dict:
+    """Catalogue the training photos of the animals the run trained on (the held-out animals'
+    photos are queued for review), identify every test photo, and score the verdicts."""
+    path = out / "catalog.db"
+    path.unlink(missing_ok=True)
+    shutil.rmtree(out / "catalog_images", ignore_errors=True)
+    catalog = Catalog.create(path, [trained])
+    known = competition.train[competition.train["filename"].isin(set(trained.split.train + trained.split.val))]
+    labels = out / "catalog_known.csv"
+    with atomic_path(labels) as tmp:
+        known.to_csv(tmp, index=False)
+    catalog.add(competition.train_dir, labels=labels, who="demo")
+    results = catalog.identify(competition.test_dir)
+    truth = np.array([answers[r.photo] for r in results], dtype=object)
+    metrics = open_set_metrics(np.array([[c.decision_score for c in r.candidates] for r in results]),
+                               np.array([[c.individual for c in r.candidates] for r in results], dtype=object),
+                               truth, np.isin(truth, known["ground_truth"].unique()), catalog.calibration.threshold)
+    return {"metrics": metrics, "calibration": catalog.calibration, "results": results}
 
 
 def _differs(run: Run, cfg) -> bool:

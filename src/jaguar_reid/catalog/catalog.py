@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ..errors import CatalogError, DataError
-from ..evaluation.open_set import OpenSetCalibration, decision_scores, individual_scores
+from ..evaluation.open_set import GalleryBlocks, OpenSetCalibration, decision_scores, individual_scores
 from .database import check_version, connect, create_schema, display_name, is_url, now, upgrade_schema
 from .schema import catalog_info, decisions, embeddings, images, individuals, models
 from .search import EmbeddingIndex
@@ -277,8 +277,9 @@ class Catalog:
                 .join(embeddings, (embeddings.c.image_id == images.c.id) & (embeddings.c.model_id == model["id"]))
                 .where(images.c.status == KNOWN).order_by(images.c.id)).all()
         vectors = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else np.zeros((0, model["dim"]), np.float32)
+        names = np.array([r.name for r in rows], dtype=object)
         self._gallery = {"state": state, "model_id": model["id"], "rows": rows, "index": EmbeddingIndex(vectors),
-                         "individuals": np.array([r.name for r in rows], dtype=object)}
+                         "individuals": names, "blocks": GalleryBlocks.of(names)}
         return self._gallery
 
     def identify(self, photos, top_k: int = 5, photos_per_individual: int = 3) -> list[Identification]:
@@ -295,7 +296,7 @@ class Catalog:
         own = np.array([[r.sha256 for r in gallery["rows"]]], dtype=object) == np.array([[c.sha256] for c in checked], dtype=object)
         similarity[own] = -2.0  # never match a photo with itself
         calibration = self.calibration
-        scores, individuals_ = individual_scores(similarity, gallery["individuals"], calibration.method, calibration.k)
+        scores, individuals_ = individual_scores(similarity, gallery["blocks"], calibration.method, calibration.k)
         decisions_ = decision_scores(scores, calibration.normalization)
         return [self._identification(name, photo, similarity[i], scores[i], decisions_[i], individuals_, calibration,
                                      top_k, photos_per_individual, gallery)

@@ -18,27 +18,43 @@ NORMALIZATIONS = ("none", "cohort")
 _LEFT_OUT = "\0left out"
 
 
-def individual_scores(similarity: np.ndarray, gallery_individuals, method: str = "max",
+@dataclass(frozen=True)
+class GalleryBlocks:
+    """A gallery's photos grouped by individual: ``order`` puts each individual's photos in one
+    contiguous block starting at ``starts``; ``individuals`` sorted. Compute once per gallery."""
+
+    order: np.ndarray
+    individuals: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, gallery_individuals) -> GalleryBlocks:
+        labels = np.asarray(gallery_individuals, dtype=object)
+        order = np.argsort(labels, kind="stable")
+        individuals, starts = np.unique(labels[order], return_index=True)
+        return cls(order, individuals, starts)
+
+
+def individual_scores(similarity: np.ndarray, gallery_individuals, method: str = "mean_top_k",
                       k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Scores (Q, I) of each query against each individual, and the individuals (I,), sorted.
 
     ``max``: the best similarity to any of the individual's images; ``mean_top_k``: the mean of
     its ``k`` best (all of them when it has fewer), which rewards matching several photos.
+    ``gallery_individuals``: each gallery photo's individual, or their ``GalleryBlocks``.
     """
     if method not in INDIVIDUAL_SCORES:
         raise ValueError(f"individual score must be one of {', '.join(INDIVIDUAL_SCORES)}, got {method!r}")
-    labels = np.asarray(gallery_individuals, dtype=object)
-    order = np.argsort(labels, kind="stable")  # each individual's photos become one contiguous block
-    individuals, starts = np.unique(labels[order], return_index=True)
-    similarity = np.asarray(similarity, dtype=np.float32)[:, order]
+    blocks = gallery_individuals if isinstance(gallery_individuals, GalleryBlocks) else GalleryBlocks.of(gallery_individuals)
+    similarity = np.asarray(similarity, dtype=np.float32)[:, blocks.order]
     if method == "max":
-        return np.maximum.reduceat(similarity, starts, axis=1), individuals
-    scores = np.empty((similarity.shape[0], len(individuals)), dtype=np.float32)
-    for column, (start, stop) in enumerate(zip(starts, [*starts[1:], similarity.shape[1]])):
+        return np.maximum.reduceat(similarity, blocks.starts, axis=1), blocks.individuals
+    scores = np.empty((similarity.shape[0], len(blocks.individuals)), dtype=np.float32)
+    for column, (start, stop) in enumerate(zip(blocks.starts, [*blocks.starts[1:], similarity.shape[1]])):
         block = similarity[:, start:stop]
         top = min(k, block.shape[1])
         scores[:, column] = np.partition(block, block.shape[1] - top, axis=1)[:, -top:].mean(axis=1)
-    return scores, individuals
+    return scores, blocks.individuals
 
 
 def decision_scores(scores: np.ndarray, normalization: str = "cohort") -> np.ndarray:
