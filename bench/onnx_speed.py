@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from jaguar_reid.inference.onnx import OnnxModel
+from jaguar_reid.inference.onnx import run_onnx_model
 from jaguar_reid.runs import Run
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     batches = list(torch.rand(args.images, 3, size, size, generator=generator).split(args.batch))
     eager, eager_out = images_per_second(run.load_model(), batches)
-    onnx, onnx_out = images_per_second(OnnxModel(run, threads=args.threads), batches)
+    onnx, onnx_out = images_per_second(run_onnx_model(run, threads=args.threads), batches)
     print(json.dumps({"backbone": run.config.model.backbone, "image_size": size, "threads": args.threads,
                       "batch": args.batch, "torch_eager_img_per_s": round(eager, 1), "onnxruntime_img_per_s": round(onnx, 1),
                       "speedup": round(onnx / eager, 2), "max_abs_difference": float(np.abs(eager_out - onnx_out).max())}, indent=1))

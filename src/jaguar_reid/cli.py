@@ -35,7 +35,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VA
                                                        help="Override a config value, e.g. --set train.epochs=3 (repeatable).")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the config's).")]
 CatalogLocation = Annotated[str, typer.Argument(metavar="CATALOG", help="Catalogue: a SQLite file (catalog.db) or a database URL.")]
-Engine = Annotated[str, typer.Option(help="Inference engine: torch, or onnx (onnxruntime, CPU; exported once per run).")]
+Engine = Annotated[str, typer.Option(help="Inference engine: torch, onnx (onnxruntime, CPU) or auto (onnx on the CPU).")]
 Who = Annotated[Optional[str], typer.Option("--who", help="Who made the change (default: your user name).")]
 
 
@@ -116,8 +116,8 @@ def train(
 
 
 def _engine(engine: str) -> str:
-    if engine not in ("torch", "onnx"):
-        _fail(f"--engine must be torch or onnx, got {engine!r}")
+    if engine not in ("torch", "onnx", "auto"):
+        _fail(f"--engine must be torch, onnx or auto, got {engine!r}")
     return engine
 
 
@@ -143,7 +143,7 @@ def predict(
     set_: SetOption = None,
     test_images: Annotated[Optional[Path], typer.Option(help="Test image folder (default: auto-detected).")] = None,
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Write submission.csv (row_id,similarity) for every pair of test.csv. Defaults come from the first run's config."""
     from .devices import resolve_device
@@ -272,7 +272,7 @@ def catalog_create(
     run: Annotated[list[Path], typer.Option("--run", help="Trained run folder; repeat it for an ensemble.")],
     store: Annotated[Optional[Path], typer.Option(help="Folder for the photos (default: CATALOG's name + _images beside it).")] = None,
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Create a catalogue bound to a trained run (its "new individual" threshold comes with it)."""
     from .catalog import Catalog
@@ -291,7 +291,7 @@ def catalog_bind(
     catalog: CatalogLocation,
     run: Annotated[list[Path], typer.Option("--run", help="Trained run folder; repeat it for an ensemble.")],
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Embed every photo with another (or a retrained) run and make it the catalogue's model."""
     from .catalog import Catalog
@@ -311,7 +311,7 @@ def catalog_add(
     metadata: Annotated[Optional[Path], typer.Option(help="CSV: filename plus side/date/location and any other columns.")] = None,
     who: Who = None,
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Add photos in one transaction: labelled ones to their individuals, the others to the review queue."""
     from .catalog import Catalog
@@ -335,7 +335,7 @@ def identify(
     top_k: Annotated[int, typer.Option(help="Candidate individuals to list per photo.")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Which known individual is each photo, or is it a new one? Top-k individuals with score and probability."""
     from .catalog import Catalog
@@ -428,7 +428,7 @@ def serve(
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload (all photos of one upload together), in MB.")] = 200,
     who: Who = None,
     device: Device = None,
-    engine: Engine = "torch",
+    engine: Engine = "auto",
 ) -> None:
     """Start the review web app: upload photos, confirm matches side by side, grow the catalogue."""
     from .app import serve as run_server

@@ -45,7 +45,7 @@ def _toml_value(value) -> str:
 
 # Settings that say where and how fast a run executes, or how its embeddings are post-processed
 # and turned into open-set decisions: not what it learns.
-_EXECUTION_ONLY = {"train": {"device", "eval_batch_size"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size", "feature_engine"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
 
 
 class _Section(BaseModel):
@@ -138,6 +138,8 @@ class TrainConfig(_Section):
     select_on_other_groups: bool = Field(
         True, description="with split.group_column: select on pairs from different groups only (e.g. other sightings)")
     eval_batch_size: int = Field(64, description="batch size for embedding")
+    feature_engine: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="head_only: embed the frozen features with PyTorch or onnxruntime (auto: onnx on the CPU, about 5x faster)")
 
 
 class PostprocessConfig(_Section):

@@ -59,7 +59,7 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     train(cfg, data, trained.path, overwrite=_differs(trained, cfg))
 
     say(f"[4/6] predicting the test pairs ({describe_chain(cfg.postprocess)})")
-    embedder = Embedder.from_runs([trained])
+    embedder = Embedder.from_runs([trained], engine="auto")
     submission = predict([trained], data, out / "submission.csv", cfg.postprocess, embedder=embedder)
     scores = score_submission(submission, data / "test.csv", data / "test_labels.csv")
 
@@ -69,7 +69,7 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     paths = [competition.test_dir / name for name in competition.pairs.images]
     labels = np.array([answers[name] for name in competition.pairs.images], dtype=object)
     evaluation = evaluate_embedder(embedder, paths, labels, cfg.postprocess, set_name="synthetic test set",
-                                   baseline=Embedder.from_runs([frozen]))
+                                   baseline=Embedder.from_runs([frozen], engine="auto"))
     atomic_write_json(out / "demo_results.json", evaluation.to_json())
     report = write_report(trained, evaluation, out=out / "report.html", title="jaguar-reid demo")
     say("[6/6] a catalogue of the trained animals (catalog.db), identifying every test photo")

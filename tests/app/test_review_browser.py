@@ -54,7 +54,7 @@ def page():
 
 def _state(path):
     catalog = Catalog(path)
-    return catalog.stats(), catalog.decisions()
+    return catalog.stats(), catalog.decision_log()
 
 
 def test_review_session(server, page, demo_root, tmp_path):

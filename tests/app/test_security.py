@@ -111,5 +111,5 @@ def test_two_reviewers_on_postgresql_never_double_a_decision(postgres_url, tmp_p
     for thread in threads:
         thread.join()
     assert sorted(outcomes[0] + outcomes[1]) == sorted(queued)  # every photo decided exactly once
-    log = Catalog(postgres_url).decisions()
+    log = Catalog(postgres_url).decision_log()
     assert len(log) == len(queued) and {d["who"] for d in log} <= {"reviewer0", "reviewer1"}

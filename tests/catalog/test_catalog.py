@@ -66,7 +66,7 @@ def test_create_add_identify_decide_export(location, catalog_run, known, demo_ro
     stats = catalog.stats()
     assert stats["individuals"] == 7 and stats["photos_rejected"] == 1 and stats["decisions"] == 3
     assert stats["photos_queued"] == len(answers) - 3 and stats["photos_known"] == n_train + 2
-    log = catalog.decisions()
+    log = catalog.decision_log()
     assert [d["decision"] for d in log] == ["reject", "new", "known"] and log[2]["who"] == "tester"
 
     exported = catalog.export(tmp_path / "export")
@@ -213,7 +213,7 @@ def test_review_actions_merge_undo_rename(location, catalog_run, known, demo_roo
     assert "Zorro" not in names and names[target] == n_target + 2
     with pytest.raises(CatalogError, match="no individual named 'Zorro'"):
         catalog.decide(f"#{queue[2]['id']}", as_name="Zorro")
-    merge_id = catalog.decisions(limit=1)[0]["id"]
+    merge_id = catalog.decision_log(limit=1)[0]["id"]
     with pytest.raises(CatalogError, match="decided again since"):  # the new-individual decision is older than the merge
         catalog.undo(first["id"])
     assert catalog.undo(merge_id, who="bo") == 2
@@ -222,7 +222,7 @@ def test_review_actions_merge_undo_rename(location, catalog_run, known, demo_roo
     with pytest.raises(CatalogError, match="already undone"):
         catalog.undo(merge_id)
 
-    added = next(d for d in catalog.decisions() if d["decision"] == "known")
+    added = next(d for d in catalog.decision_log() if d["decision"] == "known")
     catalog.undo(added["id"])  # the photo added to Zorro goes back to the queue
     catalog.undo(first["id"])   # and so does the first one: Zorro has no photos left
     assert {q["id"] for q in catalog.queue(limit=10)} == {q["id"] for q in queue}
@@ -232,4 +232,4 @@ def test_review_actions_merge_undo_rename(location, catalog_run, known, demo_roo
     assert catalog.individual("Zorro II")["photos"][0]["id"] == queue[0]["id"]
     with pytest.raises(CatalogError, match="already exists"):
         catalog.rename("Zorro II", target)
-    assert [d["decision"] for d in catalog.decisions()][:3] == ["new", "undo", "undo"]
+    assert [d["decision"] for d in catalog.decision_log()][:3] == ["new", "undo", "undo"]

@@ -61,7 +61,7 @@ class BodyLimit:
 
 
 def create_app(location: str | Path, token: str | None = None, max_upload_mb: int = 200,
-               max_pixels: int = MAX_PIXELS, who: str | None = None, device: str = "auto", engine: str = "torch",
+               max_pixels: int = MAX_PIXELS, who: str | None = None, device: str = "auto", engine: str = "auto",
                top_k: int = 5) -> FastAPI:
     """The review app for the catalogue at ``location`` (see the module docstring)."""
     catalog = Catalog(location, device=device, engine=engine)
@@ -220,7 +220,7 @@ def create_app(location: str | Path, token: str | None = None, max_upload_mb: in
     @app.get("/history", response_class=HTMLResponse)
     def history(request: Request):
         with lock:
-            return page(request, "history.html", decisions=catalog.decisions(limit=500))
+            return page(request, "history.html", decisions=catalog.decision_log(limit=500))
 
     @app.post("/undo/{decision_id}")
     async def undo(request: Request, decision_id: int):
@@ -252,7 +252,7 @@ def create_app(location: str | Path, token: str | None = None, max_upload_mb: in
     @app.get("/export/decisions.csv")
     def export_decisions():
         with lock:
-            rows = catalog.decisions()
+            rows = catalog.decision_log()
         text = io.StringIO()
         columns = ["id", "at", "who", "decision", "individual", "original_name", "sha256", "candidates"]
         writer = csv.DictWriter(text, columns, extrasaction="ignore")
@@ -286,7 +286,7 @@ def _last_decision(catalog: Catalog) -> dict | None:
     """The newest decision not undone yet (what the review page's undo button takes back)."""
     import json
 
-    recent = catalog.decisions(limit=50)
+    recent = catalog.decision_log(limit=50)
     undone = {json.loads(d["candidates"])["undoes"] for d in recent if d["decision"] == "undo"}
     rows = [d for d in recent if d["decision"] != "undo" and d["id"] not in undone]
     return rows[0] if rows else None

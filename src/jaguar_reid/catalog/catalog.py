@@ -80,7 +80,7 @@ def default_who() -> str:
 class Catalog:
     """A catalogue at a SQLite path or database URL, with its photo store."""
 
-    def __init__(self, location: str | Path, device: str = "auto", engine: str = "torch"):
+    def __init__(self, location: str | Path, device: str = "auto", engine: str = "auto"):
         self.location, self.name, self.device, self.inference = location, display_name(location), device, engine
         if not is_url(location) and not Path(location).is_file():
             raise CatalogError(f"{location}: no catalogue here (create one with: jaguar-reid catalog create {location} --run RUN)")
@@ -94,10 +94,10 @@ class Catalog:
 
     @classmethod
     def create(cls, location: str | Path, runs, store: str | Path | None = None, device: str = "auto",
-               engine: str = "torch") -> Catalog:
+               engine: str = "auto") -> Catalog:
         """A new catalogue bound to trained run(s) (several: an ensemble). Photos go to ``store``
         (default for a SQLite file ``catalog.db``: ``catalog_images/`` beside it; a URL needs one).
-        ``engine="onnx"`` embeds with onnxruntime on the CPU."""
+        ``engine``: torch, onnx (onnxruntime on the CPU) or auto (onnx when the device is the CPU)."""
         if not is_url(location) and Path(location).exists():
             raise CatalogError(f"{location}: already exists (open it, or choose another path)")
         if store is None and is_url(location):
@@ -531,7 +531,7 @@ class Catalog:
                 frame.to_csv(tmp, index=False)
         return out / "train.csv"
 
-    def decisions(self, limit: int | None = None) -> list[dict]:
+    def decision_log(self, limit: int | None = None) -> list[dict]:
         """The decision log, newest first."""
         query = (select(decisions, images.c.original_name, images.c.sha256, individuals.c.name.label("individual"))
                  .join(images, decisions.c.image_id == images.c.id)

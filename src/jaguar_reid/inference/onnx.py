@@ -72,19 +72,17 @@ def export_onnx(runs, out: str | Path, flip_tta: bool | None = None) -> Path:
     return _export(graph, int(metadata["image_size"]), Path(out), metadata)
 
 
-class OnnxModel(nn.Module):
-    """A single run's model (raw embeddings, as ``ReIDModel``) executed by onnxruntime on CPU.
+class OnnxModule(nn.Module):
+    """A module of images (N, 3, H, W) executed by onnxruntime on the CPU: exported to ``path``
+    once (from ``module``, at ``image_size``) and reused from there."""
 
-    The graph is exported once into ``RUN/onnx/<fingerprint>.onnx`` and reused.
-    """
-
-    def __init__(self, run: Run, threads: int | None = None):
+    def __init__(self, path: Path, module: nn.Module | None = None, image_size: int | None = None,
+                 threads: int | None = None, metadata: dict[str, str] | None = None):
         import onnxruntime
 
         super().__init__()
-        path = run.path / "onnx" / f"{run.fingerprint()}.onnx"
         if not path.exists():
-            _export(run.load_model(), run.config.data.image_size, path, {"fingerprint": run.fingerprint()})
+            _export(module, image_size, path, metadata or {})
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -92,3 +90,12 @@ class OnnxModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {"images": images.float().cpu().numpy()})[0])
+
+
+def run_onnx_model(run: Run, threads: int | None = None) -> OnnxModule:
+    """A single run's model (raw embeddings, as ``ReIDModel``) on onnxruntime, exported once into
+    ``RUN/onnx/<fingerprint>.onnx``."""
+    fingerprint = run.fingerprint()
+    path = run.path / "onnx" / f"{fingerprint}.onnx"
+    return OnnxModule(path, None if path.exists() else run.load_model(), run.config.data.image_size, threads,
+                      {"fingerprint": fingerprint})

@@ -8,9 +8,11 @@ resume), then per epoch ``train_epoch`` (accumulation, DDP ``no_sync``), ``valid
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +147,7 @@ def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, v
     key = f"{name}-{feature_key(cfg, images.paths, views)}"
     stacked = run.cached_embeddings(key)
     if stacked is None:
-        pooled = _Pooled(model).to(device)
+        pooled = _feature_extractor(cfg, run, model, device)
         parts = []
         for view in range(1 + views):
             torch.manual_seed(cfg.train.seed * 7_919 + view)
@@ -156,6 +158,27 @@ def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, v
         stacked = np.stack(parts, axis=1)
         run.save_embeddings(key, stacked)
     return torch.from_numpy(stacked)
+
+
+def _feature_extractor(cfg: Config, run: Run, model: ReIDModel, device: torch.device) -> nn.Module:
+    """The frozen model up to pooling; on the CPU (``train.feature_engine``) run by onnxruntime,
+    which embeds lite0 about 5x faster than PyTorch eager there. Falls back to PyTorch when the
+    exporter cannot take the architecture."""
+    pooled = _Pooled(model).to(device)
+    engine = cfg.train.feature_engine
+    if engine == "torch" or (engine == "auto" and device.type != "cpu"):
+        return pooled
+    from ..inference.onnx import OnnxModule
+
+    import hashlib
+
+    graph = f"{cfg.model.model_dump_json(include=_FEATURE_FIELDS['model'])}|{cfg.data.image_size}"
+    path = run.path / "onnx" / f"features-{hashlib.sha1(graph.encode()).hexdigest()[:16]}.onnx"
+    try:
+        return OnnxModule(path, copy.deepcopy(pooled).cpu(), cfg.data.image_size)
+    except Exception as error:
+        warnings.warn(f"ONNX export of the frozen backbone failed ({type(error).__name__}: {error}); embedding with PyTorch")
+        return pooled
 
 
 @dataclass
