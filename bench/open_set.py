@@ -40,7 +40,7 @@ def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
     source, split = run.data_source, run.split
     competition = load_competition(source["data_root"], train_images=source["train_images"])
     labels = competition.train.set_index("filename")["ground_truth"]
-    embedder = Embedder.from_runs([run])
+    embedder = Embedder.from_runs([run], engine="auto")
     queries = split.val + split.unknown
     similarity = embedder.embed(competition.train_paths(queries)) @ embedder.embed(competition.train_paths(split.train)).T
     rows = []

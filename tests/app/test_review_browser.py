@@ -75,6 +75,21 @@ def test_review_session(server, page, demo_root, tmp_path):
     page.mouse.wheel(0, -300)
     assert "scale(" in page.get_attribute("#query-photo", "style")
 
+    # crop the photo under review to the middle of the animal: stored, and matching reruns on it
+    page.dblclick("#query-photo")
+    cropped_id = int(page.get_attribute(".review", "data-image-id"))
+    before = Catalog(path).image(cropped_id)
+    box = page.locator("#query-photo").bounding_box()
+    page.click("#crop-button")
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.7, steps=5)
+    with page.expect_navigation():
+        page.mouse.up()
+    after = Catalog(path).image(cropped_id)
+    assert 0 < after["crop_left"] < after["crop_right"] < before["width"] and 0 < after["crop_top"] < after["crop_bottom"] < before["height"]
+    assert "matching on the crop" in page.text_content("#crop-form")
+
     first = page.get_attribute('.candidate[data-rank="1"]', "data-individual")
     first_photo = page.text_content(".query h2")
     with page.expect_navigation():

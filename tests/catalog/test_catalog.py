@@ -233,3 +233,32 @@ def test_review_actions_merge_undo_rename(location, catalog_run, known, demo_roo
     with pytest.raises(CatalogError, match="already exists"):
         catalog.rename("Zorro II", target)
     assert [d["decision"] for d in catalog.decision_log()][:3] == ["new", "undo", "undo"]
+
+
+def test_a_crop_box_is_stored_and_matching_reruns_on_it(filled, demo_root):
+    from sqlalchemy import select
+
+    from jaguar_reid.catalog.schema import embeddings
+
+    catalog = filled
+    photo = sorted((demo_root / "test" / "test").glob("*.png"))[0]
+    catalog.add([photo])
+    image = catalog.find_image(photo)
+
+    def vector():
+        with catalog.engine.connect() as connection:
+            return np.frombuffer(connection.scalar(select(embeddings.c.vector).where(embeddings.c.image_id == image["id"])), np.float32)
+
+    whole, scores = vector(), [c.score for c in catalog.identify([photo])[0].candidates]
+    box = (image["width"] * 0.2, image["height"] * 0.2, image["width"] * 0.8, image["height"] * 0.9)
+    catalog.crop(photo, box)
+    stored = catalog.find_image(photo)
+    assert (stored["crop_left"], stored["crop_top"], stored["crop_right"], stored["crop_bottom"]) == pytest.approx(box)
+    assert np.abs(vector() - whole).max() > 1e-3
+    assert [c.score for c in catalog.identify([photo])[0].candidates] != scores
+    with pytest.raises(CatalogError, match="not inside"):
+        catalog.crop(photo, (0, 0, image["width"] + 5, 10 + image["height"] / 2))
+    with pytest.raises(CatalogError, match="smaller than 16"):
+        catalog.crop(photo, (0, 0, 8, 8))
+    catalog.crop(photo, None)
+    assert catalog.find_image(photo)["crop_left"] is None and np.abs(vector() - whole).max() < 1e-5

@@ -18,6 +18,8 @@ SIGNAL_MID_TRANSACTION = textwrap.dedent("""
     import os, signal, sys
     from jaguar_reid.catalog import catalog as module
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even when started in the background
+
     original = module._insert_embeddings
     def insert_then_signal(connection, *args):
         original(connection, *args)          # the image and embedding rows are written, not committed

@@ -185,6 +185,22 @@ def create_app(location: str | Path, token: str | None = None, max_upload_mb: in
             catalog.decide(f"#{image_id}", who=reviewer(request), expect_status="queued", **choice)
         return back(f"/review?after={after}" if after else "/review")
 
+    @app.post("/review/{image_id}/crop")
+    async def crop(request: Request, image_id: int):
+        data = await form(request)
+        after = int(data.get("after") or 0)
+        if data.get("clear"):
+            box = None
+        else:
+            try:
+                box = tuple(float(data.get(side, "")) for side in ("left", "top", "right", "bottom"))
+            except ValueError:
+                raise CatalogError("the crop box needs four numbers: left, top, right, bottom") from None
+        with lock:
+            catalog.crop(f"#{image_id}", box)
+        message = "crop cleared: matching on the whole photo" if box is None else "cropped: matching on the crop"
+        return back(f"/review?after={after}" if after else "/review", message)
+
     # ---- individuals -----------------------------------------------------------------------------------------
 
     @app.get("/individuals", response_class=HTMLResponse)

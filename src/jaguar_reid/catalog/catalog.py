@@ -146,7 +146,7 @@ class Catalog:
         if calibration is None:
             calibration = calibrate_run(runs[0], embedder=embedder, save=len(runs) == 1)
         rows = self._image_rows()
-        vectors = self._embed(embedder, [self.store.path(r.stored_path) for r in rows])
+        vectors = self._embed(embedder, [self._model_input(r._mapping) for r in rows])
         with self.engine.begin() as connection:
             model_id = connection.scalar(select(models.c.id).where(models.c.fingerprint == fingerprint))
             if model_id is None:
@@ -158,6 +158,46 @@ class Catalog:
             _set_info(connection, "active_model", fingerprint)
         self._embedder, self._gallery = (fingerprint, embedder), None
         return fingerprint
+
+    def _model_input(self, image: dict):
+        """What a photo is embedded from: its file, or the crop of it when a crop box is set."""
+        path = self.store.path(image["stored_path"])
+        if image["crop_left"] is None:
+            return path
+        from PIL import Image, ImageOps
+
+        with Image.open(path) as opened:
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)  # the box is in the photo as displayed
+        return upright.crop((image["crop_left"], image["crop_top"], image["crop_right"], image["crop_bottom"]))
+
+    def crop(self, photo, box: tuple[float, float, float, float] | None) -> dict:
+        """Set the crop box (left, top, right, bottom, in pixels of the upright photo) around the animal
+        in a loose camera-trap frame, or clear it (``None``); the photo is embedded again from the
+        crop under every bound model, in one transaction. Returns the photo's row."""
+        image = self.find_image(photo)
+        if box is not None:
+            left, top, right, bottom = (float(v) for v in box)
+            if not (0 <= left < right <= image["width"] and 0 <= top < bottom <= image["height"]):
+                raise CatalogError(f"{image['original_name']}: crop box {box} is not inside the "
+                                   f"{image['width']}x{image['height']} photo")
+            if right - left < 16 or bottom - top < 16:
+                raise CatalogError(f"{image['original_name']}: crop box {box} is smaller than 16 pixels")
+            box = (left, top, right, bottom)
+        image.update(zip(("crop_left", "crop_top", "crop_right", "crop_bottom"), box or (None,) * 4))
+        with self.engine.connect() as connection:
+            model_ids = connection.scalars(select(models.c.id)).all()
+        vectors = {model_id: self._embed(self.embedder if model_id == self._active_model()["id"] else self._embedder_for(model_id),
+                                         [self._model_input(image)]) for model_id in model_ids}
+        with self.engine.begin() as connection:
+            connection.execute(update(images).where(images.c.id == image["id"]).values(
+                crop_left=image["crop_left"], crop_top=image["crop_top"], crop_right=image["crop_right"],
+                crop_bottom=image["crop_bottom"]))
+            for model_id, vector in vectors.items():
+                connection.execute(update(embeddings).where(embeddings.c.image_id == image["id"], embeddings.c.model_id == model_id)
+                                   .values(vector=np.asarray(vector[0], np.float32).tobytes()))
+        self._gallery = None
+        return image
 
     def _embed(self, embedder, paths: list[Path]) -> np.ndarray:
         if paths:

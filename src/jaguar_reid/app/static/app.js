@@ -1,6 +1,47 @@
 // jaguar-reid review app: zoom/pan on photos, keyboard shortcuts, upload progress. No build step.
 "use strict";
 
+// Where a client point falls in the photo's own pixels (object-fit: contain, any zoom).
+function photoPixel(img, clientX, clientY) {
+  const rect = img.getBoundingClientRect();
+  const width = Number(img.dataset.width) || img.naturalWidth, height = Number(img.dataset.height) || img.naturalHeight;
+  const fit = Math.min(rect.width / width, rect.height / height);
+  const x = (clientX - rect.left - (rect.width - width * fit) / 2) / fit;
+  const y = (clientY - rect.top - (rect.height - height * fit) / 2) / fit;
+  return [Math.min(width, Math.max(0, x)), Math.min(height, Math.max(0, y))];
+}
+
+function enableCrop(box) {
+  const img = box.querySelector("img"), outline = document.getElementById("crop-box"), form = document.getElementById("crop-form");
+  let start = null;
+  box.cropping = false;
+  document.getElementById("crop-button").addEventListener("click", () => {
+    box.cropping = !box.cropping;
+    box.classList.toggle("cropping", box.cropping);
+  });
+  box.addEventListener("pointerdown", (event) => {
+    if (!box.cropping) return;
+    const bounds = box.getBoundingClientRect();
+    start = [event.clientX, event.clientY, bounds];
+    Object.assign(outline.style, { left: `${event.clientX - bounds.left}px`, top: `${event.clientY - bounds.top}px`, width: "0px", height: "0px" });
+    outline.hidden = false;
+  });
+  box.addEventListener("pointermove", (event) => {
+    if (!start) return;
+    const [x0, y0, bounds] = start;
+    Object.assign(outline.style, { left: `${Math.min(x0, event.clientX) - bounds.left}px`, top: `${Math.min(y0, event.clientY) - bounds.top}px`,
+                                   width: `${Math.abs(event.clientX - x0)}px`, height: `${Math.abs(event.clientY - y0)}px` });
+  });
+  box.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const [a, b] = [photoPixel(img, start[0], start[1]), photoPixel(img, event.clientX, event.clientY)];
+    start = null;
+    const values = { left: Math.min(a[0], b[0]), top: Math.min(a[1], b[1]), right: Math.max(a[0], b[0]), bottom: Math.max(a[1], b[1]) };
+    for (const [side, value] of Object.entries(values)) form.elements[side].value = value.toFixed(1);
+    form.submit();
+  });
+}
+
 function enableZoom(box) {
   const img = box.querySelector("img");
   let scale = 1, x = 0, y = 0, drag = null;
@@ -15,7 +56,11 @@ function enableZoom(box) {
     if (scale === 1) { x = 0; y = 0; }
     apply();
   }, { passive: false });
-  box.addEventListener("pointerdown", (event) => { drag = [event.clientX - x, event.clientY - y]; box.setPointerCapture(event.pointerId); });
+  box.addEventListener("pointerdown", (event) => {
+    if (box.cropping) return;
+    drag = [event.clientX - x, event.clientY - y];
+    box.setPointerCapture(event.pointerId);
+  });
   box.addEventListener("pointermove", (event) => { if (drag) { x = event.clientX - drag[0]; y = event.clientY - drag[1]; apply(); } });
   box.addEventListener("pointerup", () => { drag = null; });
   box.addEventListener("dblclick", () => { scale = 1; x = 0; y = 0; apply(); });
@@ -32,6 +77,7 @@ function reviewShortcuts() {
     if (event.key === "n") { event.preventDefault(); document.getElementById("new-name").focus(); }
     if (event.key === "s") return click("#skip-button");
     if (event.key === "r") return click("#reject-button");
+    if (event.key === "c") return click("#crop-button");
   });
   const newName = document.getElementById("new-name");
   if (newName) newName.addEventListener("keydown", (event) => {
@@ -65,6 +111,8 @@ function uploadProgress() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll(".zoom").forEach(enableZoom);
+  const query = document.getElementById("query-zoom");
+  if (query && document.getElementById("crop-form")) enableCrop(query);
   reviewShortcuts();
   uploadProgress();
   const merge = document.getElementById("merge-form");
