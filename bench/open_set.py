@@ -5,7 +5,8 @@ and scores the open-set decision on the validation split: the training photos ar
 validation photos of trained animals are known queries, photos of the held-out animals are new.
 Every way of scoring an individual (``max``, ``mean_top_k``) and of normalising the decision
 (``none``, ``cohort``) is measured, on the Nyala re-sighting split (grouped by sighting, if the
-data is present) and on the synthetic demo data.
+data is present) and on the synthetic demo data. ``--chain`` measures the seed's post-processing
+chain before the decision instead (its "normalisation" column names the step).
 
     python bench/open_set.py [--nyala ../shared/data/nyala] [--out bench/out/open_set] [--split-seeds 0]
 
@@ -27,6 +28,7 @@ from jaguar_reid.demo import DEMO_OVERRIDES
 from jaguar_reid.evaluation.open_set import calibrate_open_set
 from jaguar_reid.files import atomic_write_json, atomic_write_text
 from jaguar_reid.inference.embedder import Embedder
+from jaguar_reid.postprocess import every_box, postprocess_steps
 from jaguar_reid.runs import Run
 from jaguar_reid.training.trainer import train
 
@@ -52,6 +54,24 @@ def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
     return rows
 
 
+def score_chain(run: Run, dataset: str, split_seed: int) -> list[dict]:
+    """The seed's post-processing chain (AQE, k-reciprocal re-ranking, blend, clip) before the
+    open-set decision: queries and catalogue photos form one set, as a batch of new photos would."""
+    source, split = run.data_source, run.split
+    competition = load_competition(source["data_root"], train_images=source["train_images"])
+    labels = competition.train.set_index("filename")["ground_truth"]
+    embedder = Embedder.from_runs([run], engine="auto")
+    queries = split.val + split.unknown
+    combined = embedder.embed(competition.train_paths(queries + split.train))
+    rows = []
+    for step, similarity in postprocess_steps(combined, every_box(run.config.postprocess, flip_tta=False)):
+        calibration = calibrate_open_set(similarity[:len(queries), len(queries):], labels.loc[split.train].to_numpy(),
+                                         labels.loc[queries].to_numpy())
+        rows.append({"dataset": dataset, "split_seed": split_seed, "individual_score": "mean of top 3",
+                     "normalization": step, **calibration.metrics})
+    return rows
+
+
 def markdown(rows: list[dict]) -> str:
     header = ["dataset", "split seed", "individual score", "normalisation", "known/new queries", "rank-1", "rank-5",
               "AUROC known vs new", "new caught", "known called new", "calibration error"]
@@ -69,7 +89,9 @@ def main() -> None:
     parser.add_argument("--split-seeds", default="0")
     parser.add_argument("--datasets", default="synthetic,nyala", help="which of synthetic,nyala to run")
     parser.add_argument("--results", default="results", help="name of the results files in OUT (NAME.json, NAME.md)")
+    parser.add_argument("--chain", action="store_true", help="score each step of the post-processing chain instead")
     args = parser.parse_args()
+    score = score_chain if args.chain else score_variants
     datasets = set(args.datasets.split(","))
     start, rows = time.time(), []
     for seed in (int(s) for s in args.split_seeds.split(",")):
@@ -80,13 +102,13 @@ def main() -> None:
             cfg = load_config("lite0-cpu", DEMO_OVERRIDES).with_overrides({"split.split_seed": seed,
                                                                           "split.unknown_fraction": UNKNOWN_FRACTION})
             train(cfg, synthetic, args.out / "synthetic" / f"split_{seed}")
-            rows += score_variants(Run(args.out / "synthetic" / f"split_{seed}"), "synthetic (31 jaguars)", seed)
+            rows += score(Run(args.out / "synthetic" / f"split_{seed}"), "synthetic (31 jaguars)", seed)
         if "nyala" in datasets and (args.nyala / "train.csv").exists():
             cfg = load_config("lite0-cpu").with_overrides({
                 **RESIGHTING, "split.split_seed": seed, "split.group_column": "sighting",
                 "split.metadata_csv": str(args.nyala / "metadata.csv"), "split.unknown_fraction": UNKNOWN_FRACTION})
             train(cfg, args.nyala, args.out / "nyala" / f"split_{seed}")
-            rows += score_variants(Run(args.out / "nyala" / f"split_{seed}"), "Nyala re-sighting (237 nyala)", seed)
+            rows += score(Run(args.out / "nyala" / f"split_{seed}"), "Nyala re-sighting (237 nyala)", seed)
     atomic_write_json(args.out / f"{args.results}.json", {"seconds": time.time() - start, "unknown_fraction": UNKNOWN_FRACTION,
                                                   "rows": rows})
     atomic_write_text(args.out / f"{args.results}.md", markdown(rows))
