@@ -1,5 +1,7 @@
-"""Real photos (the shared Nyala set, when present): the data layer, the grouped split and
-frozen pretrained features behave on real data, not only on synthetic jaguars."""
+"""Real photos (the shared Nyala set, when present): the data layer, the grouped split, frozen
+pretrained features and the catalogue behave on real data, not only on synthetic jaguars."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,3 +39,38 @@ def test_grouped_split_keeps_sightings_together_and_frozen_features_beat_chance(
     chance = np.mean([compute_metrics(rng.random((len(labels), len(labels))), labels)["identity_balanced_map"]
                       for _ in range(3)])
     assert metrics["identity_balanced_map"] > 2 * chance
+
+
+def test_catalogue_on_real_photos(tmp_path):
+    """Train on 40 nyala (5 of them held out as new animals), catalogue the training photos and
+    identify the held-out sightings: the catalogue commands' path on real photos."""
+    from jaguar_reid.catalog import Catalog
+    from jaguar_reid.training.trainer import train
+
+    meta = pd.read_csv(NYALA / "metadata.csv", dtype=str)
+    sightings = meta.groupby("ground_truth")["sighting"].nunique()
+    chosen = sightings[sightings >= 4].sort_index().index[:40]
+    subset = meta[meta["ground_truth"].isin(chosen)]
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    for name in subset["filename"]:
+        (tmp_path / "data" / "train" / name).symlink_to(NYALA / "train" / name)
+    subset[["filename", "ground_truth"]].to_csv(tmp_path / "data" / "train.csv", index=False)
+    subset.to_csv(tmp_path / "meta.csv", index=False)
+    cfg = load_config("lite0-cpu", ["data.image_size=160", "train.feature_views=1", "train.epochs=10",
+                                    "split.group_column=sighting", f"split.metadata_csv={tmp_path / 'meta.csv'}",
+                                    "split.min_groups=4", "split.val_fraction=0.25", "split.unknown_fraction=0.125"])
+    train(cfg, tmp_path / "data", tmp_path / "run")
+
+    catalog = Catalog.create(tmp_path / "nyala.db", [tmp_path / "run"], device="cpu")
+    from jaguar_reid.runs import Run
+
+    split = Run(tmp_path / "run").split
+    known = subset[subset["filename"].isin(split.train)]
+    known[["filename", "ground_truth"]].to_csv(tmp_path / "known.csv", index=False)
+    report = catalog.add(tmp_path / "data" / "train", labels=tmp_path / "known.csv", metadata=tmp_path / "meta.csv")
+    assert report.labelled + len(report.duplicates) >= len(known) and report.queued > 0
+    answers = dict(zip(subset["filename"], subset["ground_truth"]))
+    results = catalog.identify([tmp_path / "data" / "train" / name for name in split.val])
+    rank5 = np.mean([answers[Path(r.photo).name] in [c.individual for c in r.candidates] for r in results])
+    assert rank5 > 3 * 5 / 35  # 35 catalogued animals: chance is 5/35
+    assert catalog.calibration.metrics["n_unknown_queries"] == len(split.unknown)
