@@ -75,6 +75,13 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     say("[6/6] a catalogue of the trained animals (catalog.db), identifying every test photo")
     open_set = _catalogue_step(out, trained, competition, answers)
 
+    _say_results(out, evaluation, scores, open_set)
+    say(f"done in {time.time() - start:.0f} s.")
+    return {"evaluation": evaluation, "score": scores, "report": report, "submission": submission, "open_set": open_set}
+
+
+def _say_results(out: Path, evaluation, scores: dict, open_set: dict) -> None:
+    say = typer.echo
     say("")
     say(format_table(evaluation.rows, marked=evaluation.submission_step))
     say("")
@@ -85,17 +92,17 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     say(f"open set on the test photos: {open_set['metrics']['n_known_queries']} of catalogued and "
         f"{open_set['metrics']['n_unknown_queries']} of new animals")
     say(format_open_set_metrics(open_set["metrics"]))
-    say(f"done in {time.time() - start:.0f} s. Everything is in {out}/:")
+    say(f"Everything is in {out}/:")
     say("  data/            the synthetic competition (test_labels.csv holds the answers)")
     say("  run/             the trained model, metrics.jsonl, summary.json")
     say("  submission.csv   row_id,similarity for every test pair (the row marked * above)")
     say("  report.html      curves, per-identity AP, retrieval examples, embedding map")
     say("  catalog.db       the catalogue (photos in catalog_images/); the held-out animals' photos wait for review")
+    say(f"  jaguar-reid serve {out / 'catalog.db'}      review them in a browser (http://127.0.0.1:8000)")
     say(f"  jaguar-reid identify {out / 'catalog.db'} PHOTO   |   jaguar-reid catalog stats {out / 'catalog.db'}")
     say("Your own data (train.csv, test.csv, train/, test/ in a folder):")
     say("  jaguar-reid train --data-root DATA --out runs/mine && jaguar-reid predict runs/mine --data-root DATA --out submission.csv")
     say("  jaguar-reid score submission.csv --test-csv DATA/test.csv --labels answers.csv")
-    return {"evaluation": evaluation, "score": scores, "report": report, "submission": submission, "open_set": open_set}
 
 
 def _catalogue_step(out: Path, trained: Run, competition, answers: dict) -> dict:
