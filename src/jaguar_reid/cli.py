@@ -185,14 +185,15 @@ def score(
         atomic_write_json(json_out, {k: metrics[k] for k in LEADERBOARD_KEYS})
 
 
-def _evaluate(run_path: Path, data_root: Optional[Path], device: Optional[str], overrides: list[str]):
+def _evaluate(run_path: Path, data_root: Optional[Path], device: Optional[str], overrides: list[str], engine: str):
     from .devices import resolve_device
     from .evaluation.evaluate import evaluate_run
     from .runs import Run
 
     run = Run(run_path)
     cfg = run.config.with_overrides(overrides)
-    evaluation = evaluate_run(run, data_root, device=str(resolve_device(device or cfg.train.device)), postprocess=cfg.postprocess)
+    evaluation = evaluate_run(run, data_root, device=str(resolve_device(device or cfg.train.device)), postprocess=cfg.postprocess,
+                              engine=_engine(engine))
     return run, cfg, evaluation
 
 
@@ -202,6 +203,7 @@ def evaluate(
     data_root: Annotated[Optional[Path], typer.Option(help="Data root (default: the one the run was trained on).")] = None,
     set_: SetOption = None,
     device: Device = None,
+    engine: Engine = "auto",
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write RUN/report.html.")] = True,
 ) -> None:
     """Ablation on the run's validation split (raw, + flip TTA, + AQE, + re-rank, ...) and open-set calibration."""
@@ -209,7 +211,7 @@ def evaluate(
     from .evaluation.evaluate import format_table
 
     try:
-        trained, cfg, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        trained, cfg, evaluation = _evaluate(run, data_root, device, list(set_ or []), engine)
         typer.echo(format_table(evaluation.rows, marked=evaluation.submission_step))
         typer.echo("(* = the configured chain: what predict writes)")
         for line in evaluation.advice(cfg.postprocess):
@@ -221,7 +223,8 @@ def evaluate(
         from .evaluation.evaluate import calibrate_run
         from .evaluation.open_set import format_open_set
 
-        typer.echo(format_open_set(calibrate_run(trained, data_root, device=str(resolve_device(device or cfg.train.device)))))
+        typer.echo(format_open_set(calibrate_run(trained, data_root, device=str(resolve_device(device or cfg.train.device)),
+                                                 engine=_engine(engine))))
         typer.echo(f"saved {run / 'open_set.json'} (the threshold and probabilities identify uses)")
         if report:
             from .report.html import write_report
@@ -238,12 +241,13 @@ def report(
     out: Annotated[Optional[Path], typer.Option(help="HTML file (default RUN/report.html).")] = None,
     set_: SetOption = None,
     device: Device = None,
+    engine: Engine = "auto",
 ) -> None:
     """Write a self-contained HTML report: curves, per-identity AP, similarity histograms, retrieval examples, 2-D map."""
     try:
         from .report.html import write_report
 
-        trained, _, evaluation = _evaluate(run, data_root, device, list(set_ or []))
+        trained, _, evaluation = _evaluate(run, data_root, device, list(set_ or []), engine)
         typer.echo(f"wrote {write_report(trained, evaluation, out=out)}")
     except UserError as error:
         _fail(str(error))

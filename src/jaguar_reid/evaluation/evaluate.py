@@ -126,13 +126,13 @@ def validation_set(run: Run, data_root: str | Path | None = None) -> tuple[list[
 
 
 def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
-                 postprocess: PostprocessConfig | None = None) -> Evaluation:
+                 postprocess: PostprocessConfig | None = None, engine: str = "torch") -> Evaluation:
     """The ablation on a run's validation split, saved to RUN/evaluation.json."""
     from ..inference.embedder import Embedder
 
     run = run if isinstance(run, Run) else Run(run)
     paths, labels = validation_set(run, data_root)
-    embedder = Embedder.from_runs([run], device=device)
+    embedder = Embedder.from_runs([run], device=device, engine=engine)
     evaluation = evaluate_embedder(embedder, paths, labels, postprocess or run.config.postprocess)
     evaluation.background = background_diagnostic(embedder, paths, labels)
     run.write_evaluation(evaluation.to_json())
@@ -140,7 +140,7 @@ def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, dev
 
 
 def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
-                  embedder=None, save: bool = True):
+                  embedder=None, save: bool = True, engine: str = "torch"):
     """Open-set calibration of a run, saved to RUN/open_set.json: the run's training images are
     the catalogue; its validation images (known animals) and held-out identities
     (``split.unknown_fraction``) are the new photos. ``embedder`` (e.g. an ensemble with this run
@@ -152,7 +152,7 @@ def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, de
     source, split, settings = run.data_source, run.split, run.config.open_set
     competition = load_competition(data_root or source["data_root"], train_images=None if data_root else source["train_images"])
     labels = competition.train.set_index("filename")["ground_truth"]
-    embedder = embedder or Embedder.from_runs([run], device=device)
+    embedder = embedder or Embedder.from_runs([run], device=device, engine=engine)
     queries = split.val + split.unknown
     gallery = embedder.embed(competition.train_paths(split.train))
     similarity = embedder.embed(competition.train_paths(queries)) @ gallery.T
