@@ -187,8 +187,7 @@ class Catalog:
         image.update(zip(("crop_left", "crop_top", "crop_right", "crop_bottom"), box or (None,) * 4))
         with self.engine.connect() as connection:
             model_ids = connection.scalars(select(models.c.id)).all()
-        vectors = {model_id: self._embed(self.embedder if model_id == self._active_model()["id"] else self._embedder_for(model_id),
-                                         [self._model_input(image)]) for model_id in model_ids}
+        vectors = {model_id: self._embed(self._embedder_for(model_id), [self._model_input(image)]) for model_id in model_ids}
         with self.engine.begin() as connection:
             connection.execute(update(images).where(images.c.id == image["id"]).values(
                 crop_left=image["crop_left"], crop_top=image["crop_top"], crop_right=image["crop_right"],
@@ -261,12 +260,9 @@ class Catalog:
                 continue
             first_of[photo.sha256] = name
             fresh.append((name, photo))
-        vectors = {}
         with self.engine.connect() as connection:
-            bound = connection.execute(select(models.c.id, models.c.fingerprint)).all()
-        for model_id, fingerprint in bound:
-            embedder = self.embedder if fingerprint == self._info("active_model") else self._embedder_for(model_id)
-            vectors[model_id] = self._embed(embedder, [p.path for _, p in fresh])
+            model_ids = connection.scalars(select(models.c.id)).all()
+        vectors = {model_id: self._embed(self._embedder_for(model_id), [p.path for _, p in fresh]) for model_id in model_ids}
         stored = [self.store.put(photo) for _, photo in fresh]
         with self.engine.begin() as connection:
             ids = _individual_ids(connection, {label_of[n] for n, _ in fresh if n in label_of}, report)
@@ -283,8 +279,11 @@ class Catalog:
         return report
 
     def _embedder_for(self, model_id: int):
+        """The embedder of a bound model: the active one's (checked, kept), or another's, built afresh."""
         from ..inference.embedder import Embedder
 
+        if model_id == self._active_model()["id"]:
+            return self.embedder
         with self.engine.connect() as connection:
             runs = json.loads(connection.scalar(select(models.c.runs).where(models.c.id == model_id)))
         return Embedder.from_runs(runs, device=self.device, cache=False, engine=self.inference)
@@ -294,12 +293,9 @@ class Catalog:
             rows = connection.execute(select(images.c.sha256, images.c.original_name).where(images.c.sha256.in_(hashes))).all()
         return dict(rows)
 
-    def _image_rows(self, status: str | None = None):
-        query = select(images).order_by(images.c.id)
-        if status is not None:
-            query = query.where(images.c.status == status)
+    def _image_rows(self):
         with self.engine.connect() as connection:
-            return connection.execute(query).all()
+            return connection.execute(select(images).order_by(images.c.id)).all()
 
     # ---- identifying -------------------------------------------------------------------------------
 
@@ -319,7 +315,8 @@ class Catalog:
         vectors = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else np.zeros((0, model["dim"]), np.float32)
         names = np.array([r.name for r in rows], dtype=object)
         self._gallery = {"state": state, "model_id": model["id"], "rows": rows, "index": EmbeddingIndex(vectors),
-                         "individuals": names, "blocks": GalleryBlocks.of(names)}
+                         "individuals": names, "blocks": GalleryBlocks.of(names),
+                         "position": {r.sha256: i for i, r in enumerate(rows)}}
         return self._gallery
 
     def identify(self, photos, top_k: int = 5, photos_per_individual: int = 3) -> list[Identification]:
@@ -333,8 +330,9 @@ class Catalog:
         checked = [check_photo(p) for p in paths]
         queries = self._query_vectors(checked, gallery["model_id"])
         similarity = gallery["index"].similarities(queries)
-        own = np.array([[r.sha256 for r in gallery["rows"]]], dtype=object) == np.array([[c.sha256] for c in checked], dtype=object)
-        similarity[own] = -2.0  # never match a photo with itself
+        for row, photo in enumerate(checked):  # never match a photo with itself
+            if photo.sha256 in gallery["position"]:
+                similarity[row, gallery["position"][photo.sha256]] = -2.0
         calibration = self.calibration
         scores, individuals_ = individual_scores(similarity, gallery["blocks"], calibration.method, calibration.k)
         decisions_ = decision_scores(scores, calibration.normalization)

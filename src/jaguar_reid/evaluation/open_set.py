@@ -128,10 +128,10 @@ def expected_calibration_error(probabilities, correct, bins: int = 10) -> float:
     return float(error / max(len(probabilities), 1))
 
 
-def _candidates(scores: np.ndarray, individuals: np.ndarray, query_labels: np.ndarray, top: int):
-    """Top candidates' scores (Q, top) and whether each is the query's individual."""
+def _candidates(scores: np.ndarray, individuals: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's top candidates: their scores and individuals (Q, top), best first."""
     order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-    return np.take_along_axis(scores, order, axis=1), individuals[order] == query_labels[:, None]
+    return np.take_along_axis(scores, order, axis=1), individuals[order]
 
 
 def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, method: str = "mean_top_k", k: int = 3,
@@ -142,8 +142,8 @@ def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, met
     Queries whose individual is not in the gallery are the unknown ones. ``simulate_unknown`` also
     turns each known query into an unknown one by leaving its own individual out (for splits
     without held-out identities). The threshold is the ``target_known_called_new`` quantile of the
-    known queries' best decision score (see ``decision_scores``). Probabilities are an isotonic fit of "top candidate is right" on
-    the top-5 candidates' scores; the calibration error is measured by two-fold cross-fitting over
+    known queries' best decision score (see ``decision_scores``). Probabilities are an isotonic fit
+    of "this candidate is right" on the top-5 candidates' scores; the calibration error is measured by two-fold cross-fitting over
     queries, so it is not judged on the data it was fitted to.
     """
     scores, individuals = individual_scores(similarity, gallery_labels, method, k)
@@ -165,13 +165,13 @@ def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, met
     scores = np.where(np.isnan(scores), np.nanmin(scores) - 1.0, scores)  # a left-out individual ranks last
     best = scores.max(axis=1)
     threshold = float(np.quantile(best[known], target_known_called_new, method="lower"))
-    top_scores, top_correct = _candidates(scores, individuals, query_labels, min(5, len(individuals)))
+    top_scores, top_individuals = _candidates(scores, individuals, min(5, len(individuals)))
+    top_correct = top_individuals == query_labels[:, None]
     x, y = fit_isotonic(top_scores.ravel(), top_correct.ravel())
     calibration = OpenSetCalibration(method, k, normalization, threshold, target_known_called_new, x, y, notes=notes)
     calibration.metrics = {
-        **open_set_metrics(top_scores, individuals[np.argsort(-scores, axis=1, kind="stable")[:, :top_scores.shape[1]]],
-                           query_labels, known, threshold),
-        "calibration_error": _cross_fitted_error(top_scores[:, 0], top_correct[:, 0], top_scores, top_correct, seed),
+        **open_set_metrics(top_scores, top_individuals, query_labels, known, threshold),
+        "calibration_error": _cross_fitted_error(top_scores, top_correct, seed),
         "n_gallery_individuals": int(len(individuals)),
         "n_gallery_images": int(similarity.shape[1]),
     }
@@ -201,14 +201,14 @@ def open_set_metrics(top_scores: np.ndarray, top_individuals: np.ndarray, query_
     }
 
 
-def _cross_fitted_error(best_scores, best_correct, top_scores, top_correct, seed: int) -> float:
-    """Calibration error of the top candidate's probability, each half fitted on the other half."""
-    fold = np.random.default_rng(seed).permutation(len(best_scores)) % 2
-    probabilities = np.empty(len(best_scores))
+def _cross_fitted_error(top_scores: np.ndarray, top_correct: np.ndarray, seed: int) -> float:
+    """Calibration error of the top candidate's probability, each half of the queries fitted on the other half."""
+    fold = np.random.default_rng(seed).permutation(len(top_scores)) % 2
+    probabilities = np.empty(len(top_scores))
     for part in (0, 1):
         x, y = fit_isotonic(top_scores[fold != part].ravel(), top_correct[fold != part].ravel())
-        probabilities[fold == part] = np.interp(best_scores[fold == part], x, y)
-    return expected_calibration_error(probabilities, best_correct)
+        probabilities[fold == part] = np.interp(top_scores[fold == part, 0], x, y)
+    return expected_calibration_error(probabilities, top_correct[:, 0])
 
 
 OPEN_SET_LABELS = {
