@@ -1,6 +1,7 @@
 """Atomic file writes: every output is written to a temporary file beside it, then renamed.
 
-A crash or Ctrl-C mid-write leaves the old file (or none), never half of a new one.
+A crash or Ctrl-C mid-write leaves the old file (or none), never half of a new one. Also the
+streamed file hash that run fingerprints and the catalogue's photo store share.
 """
 
 from __future__ import annotations
@@ -44,3 +45,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def hash_file(digest, path: str | Path):
+    """Feed a file's bytes into a hashlib ``digest`` in 1 MiB blocks (checkpoints can be large); returns it."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest

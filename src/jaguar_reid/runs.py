@@ -31,7 +31,7 @@ from pathlib import Path
 from .config import Config, build_config
 from .data.split import Split
 from .errors import RunFolderError
-from .files import atomic_path, atomic_write_json, atomic_write_text
+from .files import atomic_path, atomic_write_json, atomic_write_text, hash_file
 
 CONFIG_FILE, DATA_FILE, SPLIT_FILE, LABELS_FILE = "config.toml", "data.json", "split.json", "labels.json"
 METRICS_FILE, SUMMARY_FILE, EVALUATION_FILE, REPORT_FILE = "metrics.jsonl", "summary.json", "evaluation.json", "report.html"
@@ -137,9 +137,7 @@ class Run:
         digest = hashlib.sha256()
         for member in self.members:
             digest.update(member._require(CONFIG_FILE).read_bytes())
-            with open(member.weights("best"), "rb") as weights:
-                for block in iter(lambda: weights.read(1 << 20), b""):
-                    digest.update(block)
+            hash_file(digest, member.weights("best"))
         return digest.hexdigest()[:16]
 
     def weights(self, checkpoint: str = "best") -> Path:

@@ -246,10 +246,13 @@ class Catalog:
         ``names``: the photos' original names when the files are not under them (uploads)."""
         from tqdm import tqdm
 
+        from ..data.split import read_metadata
+
         listed, paths = _list_photos(photos)
         names = listed if names is None else [Path(n).name for n in names]
         label_of = _read_label_map(labels, names, photos) if labels is not None else {}
-        meta_of = _read_metadata(metadata) if metadata is not None else {}
+        meta_of = ({row["filename"]: row for row in read_metadata(metadata).to_dict("records")}
+                   if metadata is not None else {})
         checked = [check_photo(p) for p in tqdm(paths, desc="checking photos", unit="photo", leave=False)]
         report, fresh = AddReport(), []
         existing = self._names_by_hash([c.sha256 for c in checked])
@@ -671,15 +674,3 @@ def _read_label_map(labels: str | Path, names: list[str], folder) -> dict[str, s
         if filename not in present:
             raise DataError(f"{labels} line {row + 2}: names {filename!r}, which is not in {folder}")
     return dict(zip(table["filename"], table["ground_truth"]))
-
-
-def _read_metadata(path: str | Path) -> dict[str, dict]:
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: metadata file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "filename" not in frame.columns:
-        raise DataError(f"{path}: missing column 'filename' (found {','.join(frame.columns)})")
-    return {row["filename"]: row for row in frame.to_dict("records")}

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageLoadError
-from ..files import atomic_path
+from ..files import atomic_path, hash_file
 
 _SUFFIXES = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
 
@@ -37,14 +37,6 @@ class PhotoFile:
         return f"{self.sha256[:2]}/{self.sha256}.{self.suffix}"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> PhotoFile:
     """Decode ``path`` completely (format from the content, not the name); one-line error if it is
     not an image, is truncated or is too large."""
@@ -61,7 +53,7 @@ def check_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> PhotoFile:
         raise ImageLoadError(f"{path}: not an image (no image format recognised in its content)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageLoadError(f"{path}: cannot read image ({error})") from None
-    return PhotoFile(path, file_sha256(path), _SUFFIXES.get(fmt, (fmt or "img").lower()), width, height)
+    return PhotoFile(path, hash_file(hashlib.sha256(), path).hexdigest(), _SUFFIXES.get(fmt, (fmt or "img").lower()), width, height)
 
 
 class ImageStore:

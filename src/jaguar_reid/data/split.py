@@ -120,15 +120,23 @@ def _unknown_identities(identities: list[str], fraction: float, split_seed: int)
     return set(sorted(identities, key=lambda identity: (draws[identity], identity))[:count])
 
 
-def read_metadata_column(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:
-    """One column's value for each filename (a sighting, a flank), from a metadata CSV joined on ``filename``."""
+def read_metadata(metadata_csv: str | Path, *columns: str) -> pd.DataFrame:
+    """A metadata CSV (``filename`` plus any columns) as strings, empty cells as ""; ``columns``
+    (and ``filename``) must be there."""
     path = Path(metadata_csv)
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found")
     meta = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in ("filename", group_column):
+    for column in ("filename", *columns):
         if column not in meta.columns:
             raise DataError(f"{path}: missing column {column!r} (found {','.join(meta.columns)})")
+    return meta
+
+
+def read_metadata_column(metadata_csv: str | Path, group_column: str, filenames) -> list[str]:
+    """One column's value for each filename (a sighting, a flank), from a metadata CSV joined on ``filename``."""
+    path = Path(metadata_csv)
+    meta = read_metadata(path, group_column)
     lookup = dict(zip(meta["filename"], meta[group_column]))
     missing = [name for name in filenames if name not in lookup]
     if missing:
