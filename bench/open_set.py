@@ -20,11 +20,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from jaguar_reid.benchmark import RESIGHTING
 from jaguar_reid.config import load_config
-from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.synthetic import make_demo_data
 from jaguar_reid.demo import DEMO_OVERRIDES
+from jaguar_reid.evaluation.evaluate import open_set_data
 from jaguar_reid.evaluation.open_set import calibrate_open_set
 from jaguar_reid.files import atomic_write_json, atomic_write_text
 from jaguar_reid.inference.embedder import Embedder
@@ -39,16 +41,11 @@ KEYS = ["rank1", "rank5", "auroc_known_vs_new", "new_caught", "known_called_new"
 
 
 def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
-    source, split = run.data_source, run.split
-    competition = load_competition(source["data_root"], train_images=source["train_images"])
-    labels = competition.train.set_index("filename")["ground_truth"]
-    embedder = Embedder.from_runs([run], engine="auto")
-    queries = split.val + split.unknown
-    similarity = embedder.embed(competition.train_paths(queries)) @ embedder.embed(competition.train_paths(split.train)).T
+    data = open_set_data(run, Embedder.from_runs([run], engine="auto"))
     rows = []
     for method, k, normalization in VARIANTS:
-        calibration = calibrate_open_set(similarity, labels.loc[split.train].to_numpy(), labels.loc[queries].to_numpy(),
-                                         method, k, normalization=normalization)
+        calibration = calibrate_open_set(data.similarity, data.gallery_labels, data.query_labels, method, k,
+                                         normalization=normalization)
         rows.append({"dataset": dataset, "split_seed": split_seed, "individual_score": method if method == "max" else f"mean of top {k}",
                      "normalization": normalization, "threshold": calibration.threshold, **calibration.metrics})
     return rows
@@ -57,16 +54,11 @@ def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
 def score_chain(run: Run, dataset: str, split_seed: int) -> list[dict]:
     """The seed's post-processing chain (AQE, k-reciprocal re-ranking, blend, clip) before the
     open-set decision: queries and catalogue photos form one set, as a batch of new photos would."""
-    source, split = run.data_source, run.split
-    competition = load_competition(source["data_root"], train_images=source["train_images"])
-    labels = competition.train.set_index("filename")["ground_truth"]
-    embedder = Embedder.from_runs([run], engine="auto")
-    queries = split.val + split.unknown
-    combined = embedder.embed(competition.train_paths(queries + split.train))
+    data = open_set_data(run, Embedder.from_runs([run], engine="auto"))
+    combined, n_queries = np.concatenate([data.queries, data.gallery]), len(data.queries)
     rows = []
     for step, similarity in postprocess_steps(combined, every_box(run.config.postprocess, flip_tta=False)):
-        calibration = calibrate_open_set(similarity[:len(queries), len(queries):], labels.loc[split.train].to_numpy(),
-                                         labels.loc[queries].to_numpy())
+        calibration = calibrate_open_set(similarity[:n_queries, n_queries:], data.gallery_labels, data.query_labels)
         rows.append({"dataset": dataset, "split_seed": split_seed, "individual_score": "mean of top 3",
                      "normalization": step, **calibration.metrics})
     return rows

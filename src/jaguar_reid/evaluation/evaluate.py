@@ -139,26 +139,47 @@ def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, dev
     return evaluation
 
 
+@dataclass
+class OpenSetData:
+    """A run's validation split played as a catalogue: its training photos are the catalogue
+    (``gallery``), validation photos of trained animals and every photo of a held-out one
+    (``split.unknown_fraction``) are the new photos (``queries``); embeddings L2-normalised."""
+
+    queries: np.ndarray
+    query_labels: np.ndarray
+    gallery: np.ndarray
+    gallery_labels: np.ndarray
+    simulate_unknown: bool  # no held-out identities: known queries must also play new animals
+
+    @property
+    def similarity(self) -> np.ndarray:
+        return self.queries @ self.gallery.T
+
+
+def open_set_data(run: Run, embedder, data_root: str | Path | None = None) -> OpenSetData:
+    """Embed a run's open-set validation (see ``OpenSetData``) with ``embedder``."""
+    source, split = run.data_source, run.split
+    competition = load_competition(data_root or source["data_root"], train_images=None if data_root else source["train_images"])
+    labels = competition.train.set_index("filename")["ground_truth"]
+    queries = split.val + split.unknown
+    return OpenSetData(embedder.embed(competition.train_paths(queries)), labels.loc[queries].to_numpy(),
+                       embedder.embed(competition.train_paths(split.train)), labels.loc[split.train].to_numpy(),
+                       simulate_unknown=not split.unknown)
+
+
 def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
                   embedder=None, save: bool = True, engine: str = "torch"):
-    """Open-set calibration of a run, saved to RUN/open_set.json: the run's training images are
-    the catalogue; its validation images (known animals) and held-out identities
-    (``split.unknown_fraction``) are the new photos. ``embedder`` (e.g. an ensemble with this run
-    first) replaces the run's own; then pass ``save=False``."""
+    """Open-set calibration of a run on its ``open_set_data``, saved to RUN/open_set.json.
+    ``embedder`` (e.g. an ensemble with this run first) replaces the run's own; then pass ``save=False``."""
     from ..inference.embedder import Embedder
     from .open_set import calibrate_open_set
 
     run = run if isinstance(run, Run) else Run(run)
-    source, split, settings = run.data_source, run.split, run.config.open_set
-    competition = load_competition(data_root or source["data_root"], train_images=None if data_root else source["train_images"])
-    labels = competition.train.set_index("filename")["ground_truth"]
-    embedder = embedder or Embedder.from_runs([run], device=device, engine=engine)
-    queries = split.val + split.unknown
-    gallery = embedder.embed(competition.train_paths(split.train))
-    similarity = embedder.embed(competition.train_paths(queries)) @ gallery.T
-    calibration = calibrate_open_set(similarity, labels.loc[split.train].to_numpy(), labels.loc[queries].to_numpy(),
+    settings = run.config.open_set
+    data = open_set_data(run, embedder or Embedder.from_runs([run], device=device, engine=engine), data_root)
+    calibration = calibrate_open_set(data.similarity, data.gallery_labels, data.query_labels,
                                      settings.individual_score, settings.top_k_images, settings.target_known_called_new,
-                                     simulate_unknown=not split.unknown, normalization=settings.normalization)
+                                     simulate_unknown=data.simulate_unknown, normalization=settings.normalization)
     if save:
         run.write_open_set(calibration)
     return calibration
