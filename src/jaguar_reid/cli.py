@@ -121,6 +121,12 @@ def _engine(engine: str) -> str:
     return engine
 
 
+def _open_catalog(location: str, device: Optional[str], engine: str):
+    from .catalog import Catalog
+
+    return Catalog(location, device=device or "auto", engine=_engine(engine))
+
+
 def _finished_with(run, cfg) -> bool:
     """True when ``run`` is a finished run of exactly ``cfg`` (a rerun then trains nothing)."""
     try:
@@ -298,10 +304,8 @@ def catalog_bind(
     engine: Engine = "auto",
 ) -> None:
     """Embed every photo with another (or a retrained) run and make it the catalogue's model."""
-    from .catalog import Catalog
-
     try:
-        fingerprint = Catalog(catalog, device=device or "auto", engine=_engine(engine)).bind(run)
+        fingerprint = _open_catalog(catalog, device, engine).bind(run)
     except UserError as error:
         _fail(str(error))
     typer.echo(f"{catalog}: model {fingerprint} is now active")
@@ -318,10 +322,8 @@ def catalog_add(
     engine: Engine = "auto",
 ) -> None:
     """Add photos in one transaction: labelled ones to their individuals, the others to the review queue."""
-    from .catalog import Catalog
-
     try:
-        report = Catalog(catalog, device=device or "auto", engine=_engine(engine)).add(images, labels=labels, metadata=metadata, who=who)
+        report = _open_catalog(catalog, device, engine).add(images, labels=labels, metadata=metadata, who=who)
     except UserError as error:
         _fail(str(error))
     typer.echo(f"added {report.added} photo(s): {report.labelled} of known individuals, {report.queued} queued for review; "
@@ -342,12 +344,11 @@ def identify(
     engine: Engine = "auto",
 ) -> None:
     """Which known individual is each photo, or is it a new one? Top-k individuals with score and probability."""
-    from .catalog import Catalog
     from .catalog.report import format_identification
     from .files import atomic_write_json
 
     try:
-        opened = Catalog(catalog, device=device or "auto", engine=_engine(engine))
+        opened = _open_catalog(catalog, device, engine)
         results = [r for photo in photos for r in opened.identify(photo, top_k=top_k)]
     except UserError as error:
         _fail(str(error))
