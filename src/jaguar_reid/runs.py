@@ -8,6 +8,7 @@ Layout of a single-seed run::
     labels.json          the training classes, in head order
     metrics.jsonl        one line per epoch (epoch 0: the untrained model)
     best.safetensors     weights of the selected epoch
+    best_criterion.safetensors   the ArcFace centres (or classifier) of the selected epoch
     last.safetensors     weights of the last finished epoch
     last_state.pt        optimizer and trainer state, for resuming
     summary.json         best/last/untrained metrics and timing
@@ -18,6 +19,10 @@ Layout of a single-seed run::
 
 Several seeds write ``seed_<n>/`` sub-runs (each a run as above) over the same split, and the
 parent holds config.toml, data.json, split.json and a summary with mean and standard deviation.
+
+A run with a fine-tuning stage (``finetune.mode``) trains ``stages/head/`` and ``stages/finetune/``
+(each a run as above, each with its own config: the stages may differ in input size) and names the
+kept one in its summary; that stage is the run's model (``Run.members``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ CONFIG_FILE, DATA_FILE, SPLIT_FILE, LABELS_FILE = "config.toml", "data.json", "s
 METRICS_FILE, SUMMARY_FILE, EVALUATION_FILE, REPORT_FILE = "metrics.jsonl", "summary.json", "evaluation.json", "report.html"
 OPEN_SET_FILE = "open_set.json"
 BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors", "last_state.pt"
+_WEIGHT_FILES = {"best": BEST_WEIGHTS, "last": LAST_WEIGHTS, "best_criterion": "best_criterion.safetensors"}
 EMBEDDINGS_DIR = "embeddings"
+STAGES_DIR = "stages"
+_CACHES = {EMBEDDINGS_DIR, "onnx", STAGES_DIR}  # what a run folder may hold before it is claimed (shared feature caches, exported graphs)
 
 
 class Run:
@@ -62,12 +70,20 @@ class Run:
         return (self.path / BEST_WEIGHTS).exists()
 
     @property
+    def kept_stage(self) -> Run | None:
+        """A staged run's kept stage (``stages/head`` or ``stages/finetune``, as its summary says), else None."""
+        summary = self.summary if not self.is_trained else None
+        return Run(self.path / STAGES_DIR / summary["stage"]) if summary and "stage" in summary else None
+
+    @property
     def members(self) -> list[Run]:
-        """The single-seed runs inside: this run itself, or its ``seed_*`` sub-runs."""
+        """The single-seed models inside: this run itself, its kept stage, or those of its ``seed_*`` sub-runs."""
         if self.is_trained:
             return [self]
-        members = sorted((Run(p) for p in self.path.glob("seed_*") if (p / BEST_WEIGHTS).exists()),
-                         key=lambda r: int(r.path.name.removeprefix("seed_")) if r.path.name[5:].isdigit() else 0)
+        if self.kept_stage is not None:
+            return [self.kept_stage]
+        seeds = sorted(self.path.glob("seed_*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0)
+        members = [Run(p).members[0] for p in seeds if (p / BEST_WEIGHTS).exists() or Run(p).kept_stage is not None]
         if not members:
             raise RunFolderError(f"{self.path}: no trained model here (expected {BEST_WEIGHTS} or seed_*/{BEST_WEIGHTS}); "
                                  "train one with: jaguar-reid train --data-root DATA --out RUN")
@@ -178,7 +194,8 @@ class Run:
     def started(self) -> bool:
         """True once a first epoch has finished (or an epochs=0 run has); before that the folder is not a run yet."""
         return any((self.path / name).exists() for name in (LAST_STATE, SUMMARY_FILE)) or any(
-            self.path.glob("seed_*/" + LAST_STATE)) or any(self.path.glob("seed_*/" + SUMMARY_FILE))
+            any(self.path.glob(f"{member}/{name}")) for member in ("seed_*", "stages/*", "seed_*/stages/*")
+            for name in (LAST_STATE, SUMMARY_FILE))
 
     def claim(self, cfg: Config, overwrite: bool = False, resume: bool = False) -> None:
         """Make this folder the run of ``cfg``: refuse a different run unless told to resume or overwrite.
@@ -195,7 +212,7 @@ class Run:
                     f"{self.path}: holds a run with a different config; pass --resume to continue it with this config, "
                     "--overwrite to start again, or choose another --out"
                 )
-        elif self.path.exists() and any(p.name != EMBEDDINGS_DIR for p in self.path.iterdir()):  # a cache is not a run
+        elif self.path.exists() and any(p.name not in _CACHES for p in self.path.iterdir()):  # a cache is not a run
             if not overwrite:
                 raise RunFolderError(f"{self.path}: exists and is not a jaguar-reid run folder; choose another --out or pass --overwrite")
             shutil.rmtree(self.path)
@@ -226,11 +243,17 @@ class Run:
         atomic_write_json(self.path / OPEN_SET_FILE, calibration.to_json())
 
     def save_weights(self, state: dict, checkpoint: str, metadata: dict[str, str]) -> None:
+        """Save a state dict as ``best``, ``last`` or ``best_criterion`` (safetensors)."""
         from safetensors.torch import save_file
 
-        name = BEST_WEIGHTS if checkpoint == "best" else LAST_WEIGHTS
-        with atomic_path(self.path / name) as tmp:
+        with atomic_path(self.path / _WEIGHT_FILES[checkpoint]) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+
+    def load_weights(self, checkpoint: str = "best") -> dict:
+        """The state dict saved as ``best``, ``last`` or ``best_criterion`` (tensors on the CPU)."""
+        from safetensors.torch import load_file
+
+        return load_file(str(self._require(_WEIGHT_FILES[checkpoint])))
 
     def save_state(self, state: dict) -> None:
         import torch

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from jaguar_reid.catalog import Catalog
+from jaguar_reid.runs import Run
 from jaguar_reid.data.competition import load_competition
 from jaguar_reid.errors import CatalogError, DataError, ImageLoadError
 
@@ -163,10 +164,11 @@ def test_a_changed_run_is_refused(tmp_path, catalog_run, known, demo_root):
     shutil.copytree(catalog_run, run)
     catalog = Catalog.create(tmp_path / "c.db", [run], device="cpu")
     catalog.add(*known[:1], labels=known[1])
-    weights = load_file(run / "best.safetensors")
+    weights_file = Run(run).weights("best")  # the kept stage's weights
+    weights = load_file(weights_file)
     name = next(k for k in weights if k.startswith("neck"))
     weights[name] = weights[name] * 1.01
-    save_file(weights, run / "best.safetensors")
+    save_file(weights, weights_file)
     new_photo = sorted((demo_root / "test" / "test").glob("*.png"))[:1]
     with pytest.raises(CatalogError, match="embedded by model .* now holds model"):
         Catalog(tmp_path / "c.db").identify(new_photo)

@@ -19,7 +19,8 @@ from jaguar_reid.postprocess import l2_normalize
 from jaguar_reid.runs import Run
 from jaguar_reid.training.trainer import train
 
-LITE = ["data.image_size=96", "train.epochs=2", "train.batch_size=16", "data.alpha=gray"]
+# Photo-by-photo split: on 6 tiny identities the automatic groups leave too few photos to learn from.
+LITE = ["data.image_size=96", "train.epochs=2", "train.batch_size=16", "data.alpha=gray", "split.auto_groups=false"]
 
 
 @pytest.fixture(scope="module")

@@ -181,6 +181,35 @@ def test_selection_uses_other_groups_when_groups_are_known(train_root, tmp_path)
     assert "identity_balanced_map_other_groups" in _history(tmp_path / "run")[1]
 
 
+def test_without_a_group_column_near_duplicates_stay_on_one_side_of_the_split(train_root, tmp_path):
+    import shutil
+
+    from jaguar_reid.runs import Run
+    from jaguar_reid.training.trainer import AUTO_GROUPS
+
+    # Every training photo twice under another name (a burst of two): a random split separates many pairs.
+    root = tmp_path / "data"
+    shutil.copytree(train_root, root)
+    table = pd.read_csv(root / "train.csv")
+    images = root / "train" / "train"
+    for name in table["filename"]:
+        shutil.copyfile(images / name, images / f"copy_{name}")
+    doubled = pd.concat([table, table.assign(filename="copy_" + table["filename"])])
+    doubled.to_csv(root / "train.csv", index=False)
+    sides = {}
+    for auto in (True, False):
+        cfg = load_config("lite0-cpu", ["data.image_size=64", "train.epochs=0", f"split.auto_groups={str(auto).lower()}"])
+        summary = train(cfg, root, tmp_path / f"run_{auto}")
+        split = Run(tmp_path / f"run_{auto}").split
+        val = set(split.val)
+        sides[auto] = sum((name in val) != (f"copy_{name}" in val) for name in table["filename"])
+        if auto:
+            assert split.group_column == AUTO_GROUPS and split.notes[0].startswith("automatic groups:")
+            assert summary["selection_metric"].endswith("_other_groups")
+    assert sides[True] == 0  # every photo and its copy on one side
+    assert sides[False] > 5  # the image-by-image split separates them (what the groups prevent)
+
+
 def test_head_only_trains_on_cached_features_and_resumes_from_them(train_root, tmp_path, monkeypatch):
     import numpy as np
 
@@ -189,11 +218,12 @@ def test_head_only_trains_on_cached_features_and_resumes_from_them(train_root, t
     from jaguar_reid.training import trainer
 
     cfg = load_config("lite0-cpu", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=48",
-                                    "train.epochs=3", "train.feature_views=2", "train.batch_size=16"])
+                                    "train.epochs=3", "train.feature_views=2", "train.batch_size=16", "finetune.mode=never"])
     run = Run(tmp_path / "run")
     summary = train(cfg.with_overrides({"train.epochs": 2}), train_root, run.path)
     cached = sorted(p.name for p in (run.path / "embeddings").glob("*.npy"))
-    assert [name.split("-")[0] for name in cached] == ["train", "val"]
+    assert [name.split("-")[0] for name in cached] == ["groups", "train", "val"]
+    cached = cached[1:]
     features = np.load(run.path / "embeddings" / cached[0])
     assert features.shape == (summary["n_train_images"], 3, 512)  # plain + 2 augmented views, resnet18 width
     state = run.load_state()

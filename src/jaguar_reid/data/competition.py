@@ -32,6 +32,10 @@ class Competition:
     def train_paths(self, filenames) -> list[Path]:
         return [self.train_dir / name for name in filenames]
 
+    def labels(self, filenames) -> np.ndarray:
+        """The identity (ground_truth) of each training file, in the order given."""
+        return self.train.set_index("filename").loc[list(filenames), "ground_truth"].to_numpy()
+
 
 def _check_pair_images(pairs: PairTable, test_dir: Path) -> None:
     present = {p.name for p in test_dir.iterdir()} if test_dir.is_dir() else set()

@@ -31,6 +31,11 @@ class Split:
     notes: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     unknown_fraction: float = 0.0
+    groups: dict[str, str] = field(default_factory=dict)  # filename -> group, when the split is grouped
+
+    def groups_of(self, filenames) -> list[str] | None:
+        """Each file's group (sighting, or automatic near-duplicate group); None for an ungrouped split."""
+        return [self.groups[name] for name in filenames] if self.groups else None
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, asdict(self))
@@ -107,6 +112,7 @@ def make_split(
         notes=notes,
         unknown=sorted(unknown),
         unknown_fraction=unknown_fraction,
+        groups={} if groups is None else dict(zip(frame["filename"], frame["group"])),
     )
 
 

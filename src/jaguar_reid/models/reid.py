@@ -61,7 +61,8 @@ def create_backbone(cfg: ModelConfig, weights: str | Path | None = None, image_s
         if cfg.pretrained == "none":
             return timm.create_model(cfg.backbone, pretrained=False, **kwargs)
         if cfg.pretrained == "hub":
-            return timm.create_model(cfg.backbone, pretrained=True, **kwargs)
+            overlay = {"hf_hub_id": cfg.hub_id, "source": "hf-hub"} if cfg.hub_id else None
+            return timm.create_model(cfg.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     except WeightsError:
         raise
     except RuntimeError as error:
@@ -138,9 +139,11 @@ class ReIDModel(nn.Module):
         self.pool = GeM(cfg.gem_p) if cfg.pooling == "gem" else AveragePool()
         self.neck, self.embedding_dim = create_neck(cfg, backbone.num_features)
         data_cfg = timm.data.resolve_data_config({}, model=backbone)
-        self.register_buffer("mean", torch.tensor(data_cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(cfg.mean or data_cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std or data_cfg["std"]).view(1, 3, 1, 1), persistent=False)
         self.num_prefix_tokens = getattr(backbone, "num_prefix_tokens", 0)
+        # Swin and other timm models give (N, H, W, C) feature maps.
+        self.spatial_dims = (1, 2) if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else (2, 3)
         self._frozen = _freeze_leading_stages(backbone, cfg.freeze_stages)
 
     def train(self, mode: bool = True) -> ReIDModel:
@@ -160,8 +163,8 @@ class ReIDModel(nn.Module):
         """Backbone features pooled to (N, feature_dim): the neck's input."""
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         features = self.backbone.forward_features(x)
-        if features.ndim == 4:  # convnet: (N, C, H, W)
-            return self.pool(features, (2, 3))
+        if features.ndim == 4:  # a feature map: (N, C, H, W), or (N, H, W, C)
+            return self.pool(features, self.spatial_dims)
         return self.pool(features[:, self.num_prefix_tokens :], (1,))  # vision transformer: pool the patch tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

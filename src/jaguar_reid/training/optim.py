@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 
 from ..config import Config
@@ -15,15 +15,25 @@ _HEAD_NO_DECAY = ("criterion.arcface.W",)
 
 
 def parameter_groups(cfg: Config, model: nn.Module, criterion: nn.Module) -> list[dict]:
-    """Backbone at ``optimizer.lr``, head (pooling, neck, loss) at ``lr x head_lr_multiplier``;
-    no weight decay on 1-D parameters (norms, GeM's p), biases or the ArcFace centres."""
+    """Backbone at ``optimizer.lr`` (its last layer; with ``layer_decay`` < 1 each earlier layer at
+    that factor times the next one's, timm's grouping), head (pooling, neck, loss) at
+    ``lr x head_lr_multiplier``; no weight decay on 1-D parameters (norms, GeM's p), biases or the
+    ArcFace centres. Frozen parameters are left out."""
     head = nn.ModuleDict({"pool": model.pool, "neck": model.neck, "criterion": criterion})
+    decay = cfg.optimizer.weight_decay
+    if cfg.optimizer.layer_decay < 1.0:
+        backbone = param_groups_layer_decay(model.backbone, decay, layer_decay=cfg.optimizer.layer_decay)
+    else:
+        backbone = param_groups_weight_decay(model.backbone, decay)
     groups = []
-    for module, lr, excluded in ((model.backbone, cfg.optimizer.lr, ()),
-                                 (head, cfg.optimizer.lr * cfg.optimizer.head_lr_multiplier, _HEAD_NO_DECAY)):
-        for group in param_groups_weight_decay(module, cfg.optimizer.weight_decay, no_weight_decay_list=excluded):
-            if group["params"]:
-                groups.append({**group, "lr": lr, "initial_lr": lr})
+    for module_groups, lr in ((backbone, cfg.optimizer.lr),
+                              (param_groups_weight_decay(head, decay, no_weight_decay_list=_HEAD_NO_DECAY),
+                               cfg.optimizer.lr * cfg.optimizer.head_lr_multiplier)):
+        for group in module_groups:
+            params = [p for p in group["params"] if p.requires_grad]
+            if params:
+                scaled = lr * group.pop("lr_scale", 1.0)
+                groups.append({**group, "params": params, "lr": scaled, "initial_lr": scaled})
     return groups
 
 

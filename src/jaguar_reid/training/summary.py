@@ -38,6 +38,9 @@ def format_summary(summary: dict, out: str | Path) -> str:
                      f"validation images, {summary['train_seconds'] / 60:.1f} min of training")
         lines += _table({"untrained": summary["untrained"], "kept epoch": summary["best"]})
     for run in runs:
+        if "choice" in run:
+            lines.append(f"{'seed ' + str(run['seed']) + ': ' if len(runs) > 1 else ''}kept the {run['stage']} stage: {run['choice']}")
+    for run in runs:
         key = honest_key(run)
         if run["epochs"] > 0 and run["best"][key] <= run["untrained"][key]:
             lines.append(f"warning: seed {run['seed']}: training did not beat the frozen pretrained features on "

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..config import Config
 from ..data.competition import Competition, load_competition
 from ..data.dataset import EpochBatchSampler, ImageSet, train_transform
+from ..data.groups import AutoGroups, near_duplicate_groups
 from ..data.split import Split, make_split, read_metadata_column
 from ..data.tables import DataError
 from ..devices import autocast, resolve_device, tf32
@@ -35,6 +37,7 @@ from ..models.reid import ReIDModel, create_reid_model
 from ..runs import Run
 from .losses import ReIDCriterion
 from .optim import build_optimizer, lr_factor, set_learning_rate
+from .stages import train_stages, uses_stages
 
 
 
@@ -65,13 +68,21 @@ def _metadata_column(cfg: Config, setting: str, column: str, filenames) -> list[
     return read_metadata_column(cfg.split.metadata_csv, column, filenames)
 
 
-def build_split(cfg: Config, competition: Competition) -> Split:
+def build_split(cfg: Config, competition: Competition, auto_groups: AutoGroups | None = None) -> Split:
+    """The validation split of ``cfg.split``: grouped by the metadata's group column, else by
+    ``auto_groups`` (near-duplicates) when given, else image by image."""
     files, labels = competition.train["filename"].tolist(), competition.train["ground_truth"].tolist()
-    groups = None
+    groups, group_column = None, cfg.split.group_column
     if cfg.split.group_column:
         groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, files)
-    split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, cfg.split.group_column,
+    elif auto_groups is not None:
+        groups, group_column = auto_groups.groups, AUTO_GROUPS
+    split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, group_column,
                        cfg.split.min_groups, cfg.split.unknown_fraction)
+    if auto_groups is not None and not cfg.split.group_column:
+        split.notes.insert(0, f"automatic groups: {len(files)} photos in {auto_groups.count} groups of near-duplicates "
+                              f"(cosine similarity above {auto_groups.threshold:.4f}, the {cfg.split.auto_group_quantile} "
+                              "quantile of different identities' pairs)")
     train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
     if len(train_ids) < 2:
         raise DataError(f"{competition.root / 'train.csv'}: training needs at least two identities, found {len(train_ids)}")
@@ -82,6 +93,29 @@ def build_split(cfg: Config, competition: Competition) -> Split:
             f"(need identities with at least {math.ceil(2 / cfg.split.val_fraction)} images, or a larger split.val_fraction)"
         )
     return split
+
+
+AUTO_GROUPS = "auto (near-duplicates)"
+
+
+def automatic_groups(cfg: Config, competition: Competition, run: Run, weights: str | None = None) -> AutoGroups | None:
+    """Near-duplicate groups of the training photos (``split.auto_groups``) from the frozen
+    backbone's features, when no group column is given; None otherwise."""
+    if cfg.split.group_column or not cfg.split.auto_groups:
+        return None
+    files = competition.train["filename"].tolist()
+    device = resolve_device(cfg.train.device)
+    images = ImageSet(competition.train_paths(files), None, cfg.data.image_size, cfg.data.alpha, None, cache=False)
+    key = f"groups-{feature_key(cfg, images.paths, 0)}"
+    features = run.cached_embeddings(key)
+    if features is None:
+        with torch.random.fork_rng(devices=[]):  # a random-init backbone: groups depend on the split seed only
+            torch.manual_seed(cfg.split.split_seed)
+            model = create_reid_model(cfg.model, weights, cfg.data.image_size).eval()
+        features = embed_images(_feature_extractor(cfg, run, model, device), images, cfg.train.eval_batch_size, device,
+                                cfg.train.precision, progress="grouping near-duplicate photos")
+        run.save_embeddings(key, features)
+    return near_duplicate_groups(features, competition.labels(files), cfg.split.auto_group_quantile)
 
 
 class TrainStep(nn.Module):
@@ -200,9 +234,16 @@ class Session:
     val_labels: np.ndarray
     val_groups: np.ndarray | None
     val_features: torch.Tensor | None  # head_only: the validation images' pooled features
+    ema: ModelEmaV3 | None = None  # train.ema_decay: the averaged weights that are validated and saved
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": None, "value": -math.inf})
     start_epoch: int = 0
+    steps: int = 0  # optimizer steps so far (the EMA's warmup counts them)
+
+    @property
+    def evaluated_model(self) -> ReIDModel:
+        """The weights that are validated and saved: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else _unwrap(self.model)
 
 
 def _training_classes(cfg: Config, competition: Competition, split: Split) -> tuple[list[str], list[int]]:
@@ -218,8 +259,12 @@ def _training_classes(cfg: Config, competition: Competition, split: Split) -> tu
 
 
 def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
-          distributed: Distributed) -> Session:
-    """Build data, model, loss and optimizer; restore the last finished epoch when there is one."""
+          distributed: Distributed, init_from: Run | None = None) -> Session:
+    """Build data, model, loss and optimizer; restore the last finished epoch when there is one.
+
+    ``init_from``: a finished run (a trained head, for LP-FT) whose best model and ArcFace centres
+    this one starts from, instead of the pretrained backbone and imprinted centres.
+    """
     device = resolve_device(cfg.train.device)
     if device.type == "cuda":
         device = torch.device("cuda", distributed.local_rank)
@@ -230,12 +275,16 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
         run.write_classes(classes)
 
     state = run.load_state()
-    model_cfg = cfg.model.model_copy(update={"pretrained": "none"}) if state else cfg.model
-    model = create_reid_model(model_cfg, None if state else weights, cfg.data.image_size)
+    restored = state is not None or init_from is not None
+    model_cfg = cfg.model.model_copy(update={"pretrained": "none", "weights": None}) if restored else cfg.model
+    model = create_reid_model(model_cfg, None if restored else weights, cfg.data.image_size)
     criterion = ReIDCriterion(cfg, len(classes), model.embedding_dim)
     if state:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
+    elif init_from is not None:
+        model.load_state_dict(init_from.load_weights("best"))
+        criterion.load_state_dict(init_from.load_weights("best_criterion"))
     head_only = cfg.train.head_only and cfg.train.epochs > 0  # with no epochs there is nothing to cache features for
     if head_only:
         model.freeze_backbone()
@@ -256,17 +305,20 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
 
     loader, sampler, val_set, val_features, plain = _data(cfg, competition, split, run, model, train_labels, head_only, device,
                                                            distributed)
-    if state is None and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
+    if not restored and cfg.model.head_init == "imprint" and cfg.train.epochs > 0:
         embeddings = plain()
         means = torch.zeros(len(classes), embeddings.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(embeddings))
         criterion.imprint(means.to(device))
     val_labels = competition.train.set_index("filename").loc[split.val, "ground_truth"].to_numpy()
-    val_groups = (np.asarray(_metadata_column(cfg, "split.group_column", cfg.split.group_column, split.val))
-                  if cfg.split.group_column else None)
+    val_groups = np.asarray(split.groups_of(split.val)) if split.groups else None
+    ema = ModelEmaV3(model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay > 0 else None
     session = Session(cfg, run, device, distributed, model, criterion, optimizer, step_module, forward, loader, sampler,
-                      val_set, val_labels, val_groups, val_features)
+                      val_set, val_labels, val_groups, val_features, ema)
     if state:
         session.history, session.best, session.start_epoch = state["history"], state["best"], state["epoch"]
+        session.steps = state.get("steps", 0)
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
     return session
 
 
@@ -290,7 +342,7 @@ def _data(cfg: Config, competition: Competition, split: Split, run: Run, model: 
         def plain() -> np.ndarray:
             return embed_images(model, train_set.with_transform(None), cfg.train.eval_batch_size, device, cfg.train.precision,
                                 channels_last=cfg.train.channels_last, progress="imprinting class centres")
-    groups = _metadata_column(cfg, "split.group_column", cfg.split.group_column, split.train) if cfg.split.group_column else None
+    groups = split.groups_of(split.train)
     sampler = EpochBatchSampler(train_labels, cfg.train.batch_size, cfg.train.sampler, cfg.train.images_per_identity,
                                 cfg.train.seed, distributed.rank, distributed.world_size, groups)
     workers = 0 if head_only else data.num_workers
@@ -338,6 +390,9 @@ def train_epoch(session: Session, epoch: int) -> dict:
         if last_micro:
             session.optimizer.step()
             session.optimizer.zero_grad(set_to_none=True)
+            session.steps += 1
+            if session.ema is not None:
+                session.ema.update(_unwrap(session.model), step=session.steps)
         for name, value in {"loss": loss.detach(), **{f"loss_{k}": v for k, v in parts.items()}}.items():
             sums[name] = sums.get(name, 0) + value
         n_steps += 1
@@ -357,7 +412,7 @@ def train_epoch(session: Session, epoch: int) -> dict:
 def validate(session: Session) -> dict:
     """Every leaderboard metric over all ordered pairs of the validation images (raw cosine
     similarity); with groups, also over pairs from different groups only (``<metric>_other_groups``)."""
-    cfg, model = session.cfg, _unwrap(session.model)
+    cfg, model = session.cfg, session.evaluated_model
     if session.val_features is not None:
         embeddings = _neck_embeddings(model, session.val_features, session.device)
     else:
@@ -372,23 +427,35 @@ def validate(session: Session) -> dict:
     return metrics
 
 
-def selection_key(cfg: Config) -> str:
-    """The record key that picks the kept epoch: the selection metric, on other groups' pairs when groups are known."""
-    other = cfg.split.group_column and cfg.train.select_on_other_groups
-    return cfg.train.selection_metric + (OTHER_GROUPS if other else "")
+def selection_key(cfg: Config, split: Split, first_record: dict | None = None) -> str:
+    """The record key that picks the kept epoch: the selection metric, on other groups' pairs when
+    groups are known and the validation split has such pairs (``first_record``, epoch 0, tells)."""
+    key = cfg.train.selection_metric + (OTHER_GROUPS if split.groups and cfg.train.select_on_other_groups else "")
+    if first_record is not None and math.isnan(first_record.get(key, math.nan)):
+        return cfg.train.selection_metric  # e.g. every validation identity in one group: no pair from other groups
+    return key
 
 
 def save_checkpoint(session: Session, epoch: int, improved: bool) -> None:
-    """Best and last weights, the resumable state and metrics.jsonl (rank 0 only)."""
-    run, model = session.run, _unwrap(session.model)
+    """Best and last weights (the EMA's when there is one; the best with its ArcFace centres, the
+    start of a fine-tuning stage), the resumable state and metrics.jsonl (rank 0 only)."""
+    run, model = session.run, session.evaluated_model
     meta = {"epoch": str(epoch), "backbone": session.cfg.model.backbone}
     if improved:
-        run.save_weights(model.state_dict(), "best", meta)
+        _save_best(session, meta)
     run.save_weights(model.state_dict(), "last", meta)
-    run.save_state({"model": model.state_dict(), "criterion": session.criterion.state_dict(),
-                    "optimizer": session.optimizer.state_dict(), "epoch": epoch, "history": session.history,
-                    "best": session.best})
+    state = {"model": _unwrap(session.model).state_dict(), "criterion": session.criterion.state_dict(),
+             "optimizer": session.optimizer.state_dict(), "epoch": epoch, "history": session.history,
+             "best": session.best, "steps": session.steps}
+    if session.ema is not None:
+        state["ema"] = session.ema.state_dict()
+    run.save_state(state)
     run.write_history(session.history)
+
+
+def _save_best(session: Session, meta: dict[str, str]) -> None:
+    session.run.save_weights(session.evaluated_model.state_dict(), "best", meta)
+    session.run.save_weights(session.criterion.state_dict(), "best_criterion", meta)
 
 
 def _epoch_line(record: dict, selection: str) -> str:
@@ -400,17 +467,24 @@ def _epoch_line(record: dict, selection: str) -> str:
 
 
 def train_one(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None = None,
-              distributed: Distributed | None = None) -> dict:
-    """Train one seed into ``run`` (resuming from its last finished epoch if there is one); returns its summary."""
+              distributed: Distributed | None = None, init_from: Run | None = None,
+              start_metrics: dict | None = None) -> dict:
+    """Train one seed into ``run`` (resuming from its last finished epoch if there is one); returns its summary.
+
+    Epoch 0, the first candidate, is the starting model: the pretrained backbone, or the model of
+    ``init_from`` (whose validation metrics ``start_metrics`` are, so they are not computed again).
+    """
     distributed = distributed or Distributed()
-    session = setup(cfg, competition, split, run, weights, distributed)
-    selection = selection_key(cfg)
+    session = setup(cfg, competition, split, run, weights, distributed, init_from)
+    selection = selection_key(cfg, split, session.history[0] if session.history else start_metrics)
     with tf32(session.device, cfg.train.tf32):
-        if not session.history:  # epoch 0: the untrained (frozen pretrained) model, the first candidate
-            session.history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **validate(session)})
+        if not session.history:
+            metrics = start_metrics if start_metrics is not None else validate(session)
+            session.history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **metrics})
+            selection = selection_key(cfg, split, session.history[0])
             session.best = {"epoch": 0, "value": session.history[0][selection]}
             if distributed.is_main:
-                run.save_weights(_unwrap(session.model).state_dict(), "best", {"epoch": "0", "backbone": cfg.model.backbone})
+                _save_best(session, {"epoch": "0", "backbone": cfg.model.backbone})
         for epoch in range(session.start_epoch, cfg.train.epochs):
             record = train_epoch(session, epoch)
             record.update(validate(session))
@@ -425,7 +499,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
                 dist.barrier()
     if distributed.is_main:
         if not (run.path / "last.safetensors").exists():  # epochs = 0: the untrained model is the result
-            run.save_weights(_unwrap(session.model).state_dict(), "last", {"epoch": "0", "backbone": cfg.model.backbone})
+            run.save_weights(session.evaluated_model.state_dict(), "last", {"epoch": "0", "backbone": cfg.model.backbone})
         run.write_history(session.history)
     summary = _summary(cfg, session.history, session.best, split, len(set(competition.train.set_index("filename").loc[split.train, "ground_truth"])))
     if distributed.is_main:
@@ -440,7 +514,7 @@ def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_ident
     keys = [k for k in history[0] if k.removesuffix(OTHER_GROUPS) in METRIC_NAMES]
     return {
         "seed": cfg.train.seed,
-        "selection_metric": selection_key(cfg),
+        "selection_metric": selection_key(cfg, split, history[0]),
         "best_epoch": best["epoch"] or 0,
         "best": {k: best_row[k] for k in keys},
         "last": {k: history[-1][k] for k in keys},
@@ -452,6 +526,17 @@ def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_ident
         "n_val_images": len(split.val),
         "n_identities": n_identities,
     }
+
+
+def _train_seed(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
+                distributed: Distributed) -> dict:
+    """One seed: a single stage, or the head then maybe a fine-tune (``finetune.mode``); writes its summary."""
+    if not uses_stages(cfg):
+        return train_one(cfg, competition, split, run, weights, distributed)
+    summary = train_stages(cfg, competition, split, run, weights, distributed, train_one)
+    if distributed.is_main:
+        run.write_summary(summary)
+    return summary
 
 
 def _with_seed(cfg: Config, seed: int) -> Config:
@@ -472,7 +557,7 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
         cfg = _with_seed(cfg, seeds[0])
     resolve_device(cfg.train.device)  # a bad device stops here, before the run folder is touched
     competition = load_competition(data_root, train_images)
-    split = build_split(cfg, competition)
+    split = build_split(cfg, competition, automatic_groups(cfg, competition, run, weights))
     if distributed.is_main:  # one rank decides about the folder; the others wait for it
         run.claim(cfg, overwrite, resume)
         run.write_split(split)
@@ -480,7 +565,7 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
     if distributed.world_size > 1:
         dist.barrier()
     if len(seeds) == 1:
-        return train_one(cfg, competition, split, run, weights, distributed)
+        return _train_seed(cfg, competition, split, run, weights, distributed)
 
     summaries = {}
     for seed in seeds:
@@ -490,7 +575,7 @@ def train(cfg: Config, data_root: str | Path, out: str | Path, seeds: list[int] 
             member.write_split(split)
         if distributed.world_size > 1:
             dist.barrier()
-        summaries[seed] = train_one(seed_cfg, competition, split, member, weights, distributed)
+        summaries[seed] = _train_seed(seed_cfg, competition, split, member, weights, distributed)
     summary = {
         "seeds": seeds,
         "runs": {str(s): summaries[s] for s in seeds},

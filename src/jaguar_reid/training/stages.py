@@ -1,0 +1,90 @@
+"""The default's two stages (LP-FT, Kumar et al. 2022): a head on frozen features, then a fine-tune.
+
+Stage one trains the neck and ArcFace head on cached frozen features (``train.head_only``): with a
+handful of photos per animal that is what holds up on new sightings. Stage two, where the data
+supports it (``finetune.mode``), unfreezes the backbone and fine-tunes it starting from that
+head, so the first gradients do not distort good features to fit a random head. Its epoch 0 is
+the head itself, so fine-tuning is kept only when one of its epochs validates better than the
+head on the selection metric (other groups' pairs when there are groups): never worse than the
+head, which is never worse than the frozen features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ..data.competition import Competition
+from ..data.split import Split
+from ..runs import STAGES_DIR, Run
+
+HEAD, FINETUNE = "head", "finetune"
+
+
+@dataclass
+class FinetuneDecision:
+    """Whether to run the fine-tuning stage, and the sentence that says why."""
+
+    run: bool
+    reason: str
+
+
+def uses_stages(cfg: Config) -> bool:
+    return cfg.train.head_only and cfg.train.epochs > 0 and cfg.finetune.mode != "never"
+
+
+def finetune_decision(cfg: Config, train_labels) -> FinetuneDecision:
+    """The rule of ``finetune.mode = auto``: fine-tune when the median identity has at least
+    ``finetune.min_images_per_identity`` training photos (measured: with about 5, as on the nyala
+    set, fine-tuning memorises sightings; with about 30, as on the cattle set, it triples the head)."""
+    counts = np.unique(np.asarray(train_labels), return_counts=True)[1]
+    median, needed = float(np.median(counts)), cfg.finetune.min_images_per_identity
+    data = f"median {median:g} training photos per identity"
+    if cfg.finetune.mode == "always":
+        return FinetuneDecision(True, f"{data}; finetune.mode = always")
+    if median >= needed:
+        return FinetuneDecision(True, f"{data} (fine-tuning pays from {needed:g})")
+    return FinetuneDecision(False, f"{data}, below the {needed:g} where fine-tuning pays: the head is kept")
+
+
+def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
+                 distributed, train_one) -> dict:
+    """Train the head, then maybe fine-tune from it. Returns the kept stage's summary with ``stage``
+    (the run's model: ``stages/<stage>``), ``choice`` (why) and every stage's best metrics."""
+    head_cfg = cfg.with_overrides({"finetune.mode": "never"})
+    head = train_one(head_cfg, competition, split, _stage_run(run, HEAD, head_cfg, split, distributed), weights, distributed)
+    decision = finetune_decision(cfg, competition.labels(split.train))
+    summaries, kept, choice = {HEAD: head}, HEAD, decision.reason
+    if decision.run:
+        head_run = Run(run.path / STAGES_DIR / HEAD)
+        ft_cfg = cfg.finetune.stage_config(cfg)
+        ft_run = _stage_run(run, FINETUNE, ft_cfg, split, distributed)
+        if cfg.finetune.init == "head":
+            start = next(row for row in head_run.history if row["epoch"] == head["best_epoch"])
+            start = {k: v for k, v in start.items() if k not in ("epoch", "loss", "lr", "seconds", "images_per_second")
+                     and not k.startswith("loss_")}
+            finetune = train_one(ft_cfg, competition, split, ft_run, None, distributed, init_from=head_run, start_metrics=start)
+        else:
+            finetune = train_one(ft_cfg, competition, split, ft_run, weights, distributed)
+        summaries[FINETUNE] = finetune
+        key = finetune["selection_metric"]
+        versus = f"{finetune['best'][key]:.4f} vs the head's {head['best'][key]:.4f} on {key}"
+        if finetune["best_epoch"] > 0 and finetune["best"][key] > head["best"][key]:
+            kept, choice = FINETUNE, f"{choice}; fine-tuning kept ({versus})"
+        else:
+            choice = f"{choice}; no fine-tuning epoch beat the head ({versus}): the head is kept"
+    # "untrained" stays the frozen pretrained model (the fine-tuning stage's epoch 0 is the head).
+    return {**summaries[kept], "untrained": head["untrained"], "stage": kept, "choice": choice,
+            "stages": {name: {k: s[k] for k in ("best_epoch", "epochs", "best", "train_seconds")}
+                       for name, s in summaries.items()},
+            "train_seconds": round(sum(s["train_seconds"] for s in summaries.values()), 3)}
+
+
+def _stage_run(run: Run, name: str, cfg: Config, split: Split, distributed) -> Run:
+    stage = Run(run.path / STAGES_DIR / name)
+    if distributed.is_main:
+        stage.claim(cfg, resume=True)
+        stage.write_split(split)
+    return stage

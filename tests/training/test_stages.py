@@ -1,0 +1,126 @@
+"""The default's two stages: a head on frozen features, then a fine-tune from it (LP-FT), kept only if it validates better."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from jaguar_reid.config import load_config
+from jaguar_reid.data.competition import load_competition
+from jaguar_reid.data.synthetic import make_demo_data
+from jaguar_reid.runs import Run
+from jaguar_reid.training.optim import parameter_groups
+from jaguar_reid.training.stages import finetune_decision
+from jaguar_reid.training.trainer import Distributed, build_split, setup, train
+from jaguar_reid.models.reid import create_reid_model
+from jaguar_reid.training.losses import ReIDCriterion
+
+SMALL = ["data.image_size=64", "train.epochs=3", "train.feature_views=1", "data.alpha=gray", "finetune.epochs=1",
+         "finetune.batch_size=16", "finetune.sampler=pk"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return make_demo_data(tmp_path_factory.mktemp("stages") / "data", identities=6, scale=0.3, seed=5)
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_rule_fine_tunes_only_where_the_median_identity_has_enough_photos():
+    cfg = load_config("lite0-cpu", ["finetune.min_images_per_identity=12"])
+    few = ["a"] * 4 + ["b"] * 5 + ["c"] * 40  # median 5: the nyala regime
+    many = ["a"] * 12 + ["b"] * 30 + ["c"] * 3  # median 12: enough
+    assert not finetune_decision(cfg, few).run
+    assert "median 5 training photos" in finetune_decision(cfg, few).reason
+    assert finetune_decision(cfg, many).run
+    assert finetune_decision(cfg.with_overrides({"finetune.mode": "always"}), few).run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["head", "pretrained"])
+def test_head_is_kept_when_fine_tuning_hurts(root, tmp_path, init):
+    # A learning rate of 5 wrecks every fine-tuned weight: no fine-tuning epoch can beat the head.
+    cfg = load_config("lite0-cpu", SMALL + ["finetune.mode=always", "finetune.lr=5.0", "finetune.head_lr=5.0",
+                                            f"finetune.init={init}"])
+    summary = train(cfg, root, tmp_path / "run")
+    assert summary["stage"] == "head", summary["choice"]
+    key = summary["selection_metric"]
+    assert summary["stages"]["finetune"]["best"][key] <= summary["stages"]["head"]["best"][key]
+    assert "no fine-tuning epoch beat the head" in summary["choice"]
+    run = tmp_path / "run"
+    assert [m.path for m in Run(run).members] == [run / "stages" / "head"]  # the head is the run's model
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["stage"] == "head"
+    # "untrained" is the frozen ImageNet model, not the fine-tuning stage's start (the head).
+    head_history = [json.loads(line) for line in (run / "stages/head/metrics.jsonl").read_text().splitlines()]
+    assert saved["untrained"]["identity_balanced_map"] == head_history[0]["identity_balanced_map"]
+
+
+@pytest.mark.slow
+def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
+    # Random-init backbone: the head on frozen random features learns little, fine-tuning it learns the patterns.
+    cfg = load_config("lite0-cpu", SMALL + [
+        "model.pretrained=none", "finetune.mode=always", "finetune.epochs=4", "finetune.image_size=48", "finetune.lr=2e-3",
+        "finetune.head_lr=2e-3", "finetune.freeze_stages=0", "finetune.arcface_scale=10", "finetune.arcface_margin=0.1",
+        "split.auto_groups=false", "train.selection_metric=pair_auc"])
+    summary = train(cfg, root, tmp_path / "run")
+    assert summary["stage"] == "finetune", summary["choice"]
+    key = summary["selection_metric"]
+    assert summary["stages"]["finetune"]["best"][key] > summary["stages"]["head"]["best"][key]
+    run = tmp_path / "run"
+    assert [m.path for m in Run(run).members] == [run / "stages" / "finetune"]
+    # The fine-tuned model embeds at its own input size; the folder is used like any run.
+    from jaguar_reid.inference.embedder import Embedder
+
+    embedder = Embedder.from_runs(run)
+    assert embedder.members[0].preprocessing.image_size == 48
+    vectors = embedder.embed(sorted((root / "train" / "train").iterdir())[:2])
+    assert vectors.shape == (2, 1280)
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_trained_head(root, tmp_path):
+    cfg = load_config("lite0-cpu", SMALL + ["finetune.mode=never"])
+    train(cfg, root, tmp_path / "head")
+    head = Run(tmp_path / "head")
+    competition = load_competition(root)
+    ft_cfg = cfg.finetune.stage_config(cfg)
+    session = setup(ft_cfg, competition, head.split, Run(tmp_path / "ft"), None, Distributed(), init_from=head)
+    assert _same_tensors(session.model.state_dict(), load_file(head.path / "best.safetensors"))
+    assert _same_tensors(session.criterion.state_dict(), load_file(head.path / "best_criterion.safetensors"))
+    # Without init_from the centres are imprinted from the ImageNet features instead.
+    fresh = setup(ft_cfg, competition, head.split, Run(tmp_path / "fresh"), None, Distributed())
+    assert not _same_tensors(fresh.criterion.state_dict(), session.criterion.state_dict())
+    # The fine-tuning stage unfreezes the backbone past its frozen stages.
+    assert session.model.backbone.blocks[-1][0].conv_pw.weight.requires_grad
+    assert not session.model.backbone.conv_stem.weight.requires_grad
+
+
+def test_layer_decay_lowers_the_learning_rate_of_earlier_layers_and_skips_frozen_ones():
+    cfg = load_config("lite0-cpu", ["model.pretrained=none", "model.freeze_stages=2", "optimizer.layer_decay=0.5",
+                                    "optimizer.lr=1.0", "optimizer.head_lr_multiplier=1.0"])
+    model = create_reid_model(cfg.model)
+    groups = parameter_groups(cfg, model, ReIDCriterion(cfg, 4, model.embedding_dim))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    last, earlier = model.backbone.conv_head.weight, model.backbone.blocks[3][0].conv_pw.weight
+    assert lr_of[id(last)] == 1.0
+    assert lr_of[id(earlier)] < lr_of[id(model.backbone.blocks[5][0].conv_pw.weight)] < 1.0
+    assert id(model.backbone.conv_stem.weight) not in lr_of  # frozen: not given to the optimizer
+    assert lr_of[id(model.neck.weight)] == 1.0
+
+
+def test_ema_weights_are_the_ones_validated_and_saved(root, tmp_path):
+    cfg = load_config("lite0-finetune", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=32",
+                                         "train.epochs=1", "train.batch_size=8", "train.ema_decay=0.9", "split.auto_groups=false"])
+    train(cfg, root, tmp_path / "run")
+    run = Run(tmp_path / "run")
+    state = run.load_state()
+    saved = load_file(run.path / "last.safetensors")
+    assert "ema" in state
+    ema = {k.removeprefix("module."): v for k, v in state["ema"].items()}
+    conv = "backbone.layer4.0.conv1.weight"  # a trained layer (the first stages are frozen)
+    assert torch.equal(saved[conv], ema[conv])  # the EMA is what is saved
+    assert not torch.equal(saved[conv], state["model"][conv])  # and it differs from the raw weights
