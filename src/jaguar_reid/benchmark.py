@@ -24,8 +24,8 @@ from .config import Config
 from .data.competition import load_competition
 from .data.split import make_split, read_metadata_column
 from .evaluation.evaluate import ablation, pair_subsets
-from .files import atomic_write_text
 from .evaluation.metrics import METRIC_NAMES
+from .files import atomic_write_text
 from .inference.embedder import Embedder
 from .runs import EMBEDDINGS_DIR, STAGES_DIR, Run
 from .training.stages import HEAD
@@ -88,6 +88,8 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
                     rows.append({"recipe": recipe.name, "split_seed": seed, "pairs": subset, "step": step,
                                  "epoch_seconds": summary["train_seconds"], "train_wall_seconds": round(wall, 1),
                                  "best_epoch": summary["best_epoch"], "stage": summary.get("stage", "single"),
+                                 "selection_metric": summary["selection_metric"],
+                                 "validation_score": summary["best"][summary["selection_metric"]],
                                  "choice": summary.get("choice"), "n_val_images": len(paths),
                                  "n_val_identities": int(len(set(labels))), **{k: metrics[k] for k in METRIC_NAMES}})
     return rows

@@ -62,3 +62,9 @@ def test_sampled_threshold_is_close_to_the_exact_one(monkeypatch):
     sampled = near_duplicate_groups(features, labels, quantile=0.99).threshold
     assert abs(sampled - exact) < 0.02
     assert sampled != exact  # the sampled path ran
+
+
+def test_a_single_identity_joins_nothing():
+    # No pair of different identities to calibrate the threshold on: every photo stays its own group.
+    result = near_duplicate_groups(np.ones((3, 4)), ["a", "a", "a"])
+    assert result.count == 3

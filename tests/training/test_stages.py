@@ -9,12 +9,12 @@ from safetensors.torch import load_file
 from jaguar_reid.config import load_config
 from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.synthetic import make_demo_data
+from jaguar_reid.models.reid import create_reid_model
 from jaguar_reid.runs import Run
+from jaguar_reid.training.losses import ReIDCriterion
 from jaguar_reid.training.optim import parameter_groups
 from jaguar_reid.training.stages import finetune_decision
-from jaguar_reid.training.trainer import Distributed, build_split, setup, train
-from jaguar_reid.models.reid import create_reid_model
-from jaguar_reid.training.losses import ReIDCriterion
+from jaguar_reid.training.trainer import Distributed, setup, train
 
 SMALL = ["data.image_size=64", "train.epochs=3", "train.feature_views=1", "data.alpha=gray", "finetune.epochs=1",
          "finetune.batch_size=16", "finetune.sampler=pk"]

@@ -144,7 +144,7 @@ def test_class_column_trains_one_class_per_identity_and_flank(train_root, tmp_pa
     meta = train_csv.assign(flank=["left" if i % 2 else "right" for i in range(len(train_csv))])
     meta.to_csv(tmp_path / "meta.csv", index=False)
     cfg = load_config("lite0-finetune", TINY + ["train.epochs=1", f"split.metadata_csv={tmp_path / 'meta.csv'}",
-                                           "train.class_column=flank"])
+                                           "train.class_column=flank", "split.auto_groups=false"])
     summary = train(cfg, train_root, tmp_path / "run")
     classes = json.loads((tmp_path / "run" / "labels.json").read_text())
     assert len(classes) == 2 * summary["n_identities"]

@@ -52,8 +52,8 @@ def near_duplicate_groups(features: np.ndarray, labels, quantile: float = 0.8, s
     groups = np.empty(len(labels), dtype=object)
     for identity in np.unique(labels):
         members = np.flatnonzero(labels == identity)
-        if len(members) == 1:
-            groups[members] = f"{identity}#0"
+        if len(members) == 1 or not np.isfinite(threshold):  # one photo, or nothing to calibrate against
+            groups[members] = [f"{identity}#{k}" for k in range(len(members))]
             continue
         distance = np.clip(1.0 - x[members] @ x[members].T, 0.0, None)
         clusters = AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
