@@ -119,11 +119,11 @@ def _share_features(source: Run | Path, target: Run) -> None:
                 shutil.copyfile(file, folder / file.name)
 
 
-def summarise(rows: list[dict], steps: tuple[str, ...] = ("raw",), metric: str = "identity_balanced_map") -> pd.DataFrame:
-    """Mean and (population) standard deviation over split seeds of ``metric``, per recipe, step and pair subset."""
+def summarise(rows: list[dict], steps: tuple[str, ...] = ("raw",)) -> pd.DataFrame:
+    """Mean and (population) standard deviation over split seeds of identity-balanced mAP, per recipe, step and pair subset."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["step"].isin(steps)]
-    grouped = frame.groupby(["recipe", "step", "pairs"], sort=False)[metric]
+    grouped = frame.groupby(["recipe", "step", "pairs"], sort=False)["identity_balanced_map"]
     return grouped.agg(mean="mean", std=lambda x: float(np.std(x)), count="count").reset_index()
 
 

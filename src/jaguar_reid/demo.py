@@ -29,6 +29,7 @@ from .inference.pipeline import predict
 from .postprocess import describe_chain
 from .report.html import write_report
 from .runs import Run
+from .training.stages import uses_stages
 from .training.trainer import train
 
 # Sized for a few minutes of training on two CPU cores; every value is a --set away. The preset's
@@ -130,7 +131,7 @@ def _catalogue_step(out: Path, trained: Run, competition, answers: dict) -> dict
 
 
 def _describe_training(cfg, preset) -> str:
-    if not (cfg.train.head_only and cfg.finetune.mode != "never"):
+    if not uses_stages(cfg):
         return f"{cfg.train.epochs} epochs"
     quicker = (f"; the demo's quicker setting, the preset runs {preset.finetune.epochs}"
                if cfg.finetune.epochs < preset.finetune.epochs else "")

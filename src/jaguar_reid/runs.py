@@ -75,15 +75,18 @@ class Run:
         summary = self.summary if not self.is_trained else None
         return Run(self.path / STAGES_DIR / summary["stage"]) if summary and "stage" in summary else None
 
+    def _model(self) -> Run | None:
+        """The single-seed model of a seed folder: itself when trained, else its kept stage (None: neither yet)."""
+        return self if self.is_trained else self.kept_stage
+
     @property
     def members(self) -> list[Run]:
         """The single-seed models inside: this run itself, its kept stage, or those of its ``seed_*`` sub-runs."""
-        if self.is_trained:
-            return [self]
-        if self.kept_stage is not None:
-            return [self.kept_stage]
+        model = self._model()
+        if model is not None:
+            return [model]
         seeds = sorted(self.path.glob("seed_*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0)
-        members = [Run(p).members[0] for p in seeds if (p / BEST_WEIGHTS).exists() or Run(p).kept_stage is not None]
+        members = [model for model in (Run(p)._model() for p in seeds) if model is not None]
         if not members:
             raise RunFolderError(f"{self.path}: no trained model here (expected {BEST_WEIGHTS} or seed_*/{BEST_WEIGHTS}); "
                                  "train one with: jaguar-reid train --data-root DATA --out RUN")
@@ -194,7 +197,7 @@ class Run:
     def started(self) -> bool:
         """True once a first epoch has finished (or an epochs=0 run has); before that the folder is not a run yet."""
         return any((self.path / name).exists() for name in (LAST_STATE, SUMMARY_FILE)) or any(
-            any(self.path.glob(f"{member}/{name}")) for member in ("seed_*", "stages/*", "seed_*/stages/*")
+            any(self.path.glob(f"{member}/{name}")) for member in ("seed_*", f"{STAGES_DIR}/*", f"seed_*/{STAGES_DIR}/*")
             for name in (LAST_STATE, SUMMARY_FILE))
 
     def claim(self, cfg: Config, overwrite: bool = False, resume: bool = False) -> None:

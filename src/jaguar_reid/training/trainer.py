@@ -83,10 +83,10 @@ def build_split(cfg: Config, competition: Competition, auto_groups: AutoGroups |
         split.notes.insert(0, f"automatic groups: {len(files)} photos in {auto_groups.count} groups of near-duplicates "
                               f"(cosine similarity above {auto_groups.threshold:.4f}, the {cfg.split.auto_group_quantile} "
                               "quantile of different identities' pairs)")
-    train_ids = set(competition.train.set_index("filename").loc[split.train, "ground_truth"])
+    train_ids = set(competition.labels(split.train))
     if len(train_ids) < 2:
         raise DataError(f"{competition.root / 'train.csv'}: training needs at least two identities, found {len(train_ids)}")
-    val_counts = competition.train.set_index("filename").loc[split.val, "ground_truth"].value_counts()
+    val_counts = np.unique(competition.labels(split.val), return_counts=True)[1]
     if not (val_counts >= 2).any():
         raise DataError(
             f"{competition.root / 'train.csv'}: no identity has two images in the validation split "
@@ -309,7 +309,7 @@ def setup(cfg: Config, competition: Competition, split: Split, run: Run, weights
         embeddings = plain()
         means = torch.zeros(len(classes), embeddings.shape[1]).index_add_(0, torch.as_tensor(train_labels), torch.from_numpy(embeddings))
         criterion.imprint(means.to(device))
-    val_labels = competition.train.set_index("filename").loc[split.val, "ground_truth"].to_numpy()
+    val_labels = competition.labels(split.val)
     val_groups = np.asarray(split.groups_of(split.val)) if split.groups else None
     ema = ModelEmaV3(model, decay=cfg.train.ema_decay, use_warmup=True) if cfg.train.ema_decay > 0 else None
     session = Session(cfg, run, device, distributed, model, criterion, optimizer, step_module, forward, loader, sampler,
@@ -476,12 +476,13 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
     """
     distributed = distributed or Distributed()
     session = setup(cfg, competition, split, run, weights, distributed, init_from)
-    selection = selection_key(cfg, split, session.history[0] if session.history else start_metrics)
     with tf32(session.device, cfg.train.tf32):
-        if not session.history:
+        fresh = not session.history
+        if fresh:
             metrics = start_metrics if start_metrics is not None else validate(session)
             session.history.append({"epoch": 0, "loss": None, "lr": None, "seconds": 0.0, **metrics})
-            selection = selection_key(cfg, split, session.history[0])
+        selection = selection_key(cfg, split, session.history[0])
+        if fresh:
             session.best = {"epoch": 0, "value": session.history[0][selection]}
             if distributed.is_main:
                 _save_best(session, {"epoch": "0", "backbone": cfg.model.backbone})
@@ -501,20 +502,20 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
         if not (run.path / "last.safetensors").exists():  # epochs = 0: the untrained model is the result
             run.save_weights(session.evaluated_model.state_dict(), "last", {"epoch": "0", "backbone": cfg.model.backbone})
         run.write_history(session.history)
-    summary = _summary(cfg, session.history, session.best, split, len(set(competition.train.set_index("filename").loc[split.train, "ground_truth"])))
+    summary = _summary(cfg, session.history, session.best, selection, split, len(set(competition.labels(split.train))))
     if distributed.is_main:
         run.write_summary(summary)
     return summary
 
 
-def _summary(cfg: Config, history: list[dict], best: dict, split: Split, n_identities: int) -> dict:
+def _summary(cfg: Config, history: list[dict], best: dict, selection: str, split: Split, n_identities: int) -> dict:
     by_epoch = {row["epoch"]: row for row in history}
     best_row = by_epoch.get(best["epoch"], history[-1])
     trained = [row for row in history if row["epoch"] > 0]
     keys = [k for k in history[0] if k.removesuffix(OTHER_GROUPS) in METRIC_NAMES]
     return {
         "seed": cfg.train.seed,
-        "selection_metric": selection_key(cfg, split, history[0]),
+        "selection_metric": selection,
         "best_epoch": best["epoch"] or 0,
         "best": {k: best_row[k] for k in keys},
         "last": {k: history[-1][k] for k in keys},
