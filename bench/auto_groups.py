@@ -25,7 +25,7 @@ from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.groups import near_duplicate_groups
 from jaguar_reid.data.split import read_metadata_column
 from jaguar_reid.runs import Run
-from jaguar_reid.training.trainer import automatic_groups
+from jaguar_reid.training.features import automatic_groups
 
 
 def split_pairs(groups, truth) -> float:

@@ -32,7 +32,7 @@ from jaguar_reid.devices import autocast
 from jaguar_reid.models import create_reid_model
 from jaguar_reid.training.losses import ReIDCriterion
 from jaguar_reid.training.optim import build_optimizer
-from jaguar_reid.training.trainer import TrainStep
+from jaguar_reid.training.session import TrainStep
 
 N_CLASSES = 31
 

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from jaguar_reid.benchmark import RESIGHTING
 from jaguar_reid.config import load_config
 from jaguar_reid.data.synthetic import make_demo_data
-from jaguar_reid.demo import DEMO_OVERRIDES
-from jaguar_reid.evaluation.evaluate import open_set_data
 from jaguar_reid.evaluation.open_set import calibrate_open_set
 from jaguar_reid.files import atomic_write_json, atomic_write_text
 from jaguar_reid.inference.embedder import Embedder
 from jaguar_reid.postprocess import every_box, postprocess_steps
 from jaguar_reid.runs import Run
+from jaguar_reid.tasks import open_set_data
+from jaguar_reid.tasks.benchmark import RESIGHTING
+from jaguar_reid.tasks.demo import DEMO_OVERRIDES
 from jaguar_reid.training.trainer import train
 
 DEFAULT_NYALA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyala"
@@ -41,7 +41,7 @@ KEYS = ["rank1", "rank5", "auroc_known_vs_new", "new_caught", "known_called_new"
 
 
 def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
-    data = open_set_data(run, Embedder.from_runs([run], engine="auto"))
+    data = open_set_data(run, Embedder.from_runs([run]))
     rows = []
     for method, k, normalization in VARIANTS:
         calibration = calibrate_open_set(data.similarity, data.gallery_labels, data.query_labels, method, k,
@@ -54,7 +54,7 @@ def score_variants(run: Run, dataset: str, split_seed: int) -> list[dict]:
 def score_chain(run: Run, dataset: str, split_seed: int) -> list[dict]:
     """The seed's post-processing chain (AQE, k-reciprocal re-ranking, blend, clip) before the
     open-set decision: queries and catalogue photos form one set, as a batch of new photos would."""
-    data = open_set_data(run, Embedder.from_runs([run], engine="auto"))
+    data = open_set_data(run, Embedder.from_runs([run]))
     combined, n_queries = np.concatenate([data.queries, data.gallery]), len(data.queries)
     rows = []
     for step, similarity in postprocess_steps(combined, every_box(run.config.postprocess, flip_tta=False)):

@@ -5,7 +5,7 @@ trained on the rest and scored over all validation pairs, over pairs from differ
 (the honest number), and, where the metadata has a side column, same-side pairs; for each split
 seed, then mean ± std. ``--no-metadata`` trains from a train.csv of the training photos alone
 (no groups: the split inside training uses automatic near-duplicate groups), as a Kaggle
-competitor would; the held-out groups and the scores are the same. See ``jaguar_reid.benchmark``.
+competitor would; the held-out groups and the scores are the same. See ``jaguar_reid.tasks.benchmark``.
 
     python bench/resighting.py --data ../shared/data/cattle [--recipes default,frozen] [--split-seeds 0,1,2]
     python bench/resighting.py --data ../shared/data/nyala --no-metadata
@@ -23,8 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from jaguar_reid.benchmark import Recipe, markdown_table, resighting_benchmark, summary_table
 from jaguar_reid.config import load_config
+from jaguar_reid.tasks.benchmark import (
+    Recipe,
+    markdown_table,
+    resighting_benchmark,
+    summary_table,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

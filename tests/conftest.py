@@ -35,12 +35,14 @@ TINY = ["data.image_size=64", "train.epochs=3", "train.batch_size=16", "data.alp
 
 @pytest.fixture(scope="session")
 def catalog_run(demo_root, tmp_path_factory):
-    """lite0-cpu trained head-only on the 6-identity demo data, one identity held out as unknown."""
+    """lite0-cpu trained head-only on the 6-identity demo data, one identity held out as unknown, calibrated."""
     from jaguar_reid.config import load_config
+    from jaguar_reid.tasks import calibrate_run
     from jaguar_reid.training.trainer import train
 
     out = tmp_path_factory.mktemp("catalog_runs") / "run"
     train(load_config("lite0-cpu", TINY), demo_root, out)
+    calibrate_run(out, device="cpu")
     return out
 
 

@@ -1,11 +1,19 @@
 """The re-sighting benchmark on tiny synthetic data with fake sightings and flanks."""
 
 import pandas as pd
+import pytest
 
-import jaguar_reid.training.trainer as trainer
-from jaguar_reid.benchmark import Recipe, markdown_table, resighting_benchmark, summary_table
 from jaguar_reid.config import load_config
+from jaguar_reid.data.split import AUTO_GROUPS
 from jaguar_reid.data.synthetic import make_demo_data
+from jaguar_reid.runs import Run
+from jaguar_reid.tasks.benchmark import (
+    Recipe,
+    markdown_table,
+    resighting_benchmark,
+    summary_table,
+)
+from jaguar_reid.training import features
 
 SMALL = ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=32", "train.epochs=1", "train.feature_views=1"]
 
@@ -19,11 +27,12 @@ def _data(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_resighting_benchmark_scores_every_pair_subset_and_shares_features(tmp_path, monkeypatch):
     root = _data(tmp_path)
     cached = []
-    original = trainer.embed_images
-    monkeypatch.setattr(trainer, "embed_images", lambda *a, progress=None, **k: (
+    original = features.embed_images
+    monkeypatch.setattr(features, "embed_images", lambda *a, progress=None, **k: (
         cached.append(progress), original(*a, progress=progress, **k))[1])
     recipes = [Recipe("default", load_config("lite0-cpu", SMALL)),
                Recipe("other margin", load_config("lite0-cpu", SMALL + ["model.arcface_margin=0.3"]))]
@@ -40,6 +49,7 @@ def test_resighting_benchmark_scores_every_pair_subset_and_shares_features(tmp_p
     assert summary.count("\n") == 3 and "| head x2 |" in summary
 
 
+@pytest.mark.slow
 def test_without_metadata_training_sees_neither_sightings_nor_held_out_photos(tmp_path):
     root = _data(tmp_path)
     recipe = Recipe("default", load_config("lite0-cpu", SMALL))
@@ -49,7 +59,7 @@ def test_without_metadata_training_sees_neither_sightings_nor_held_out_photos(tm
     # Scored on the same held-out sightings either way.
     assert {r["n_val_images"] for r in without} == {r["n_val_images"] for r in with_meta}
     trained_on = set(pd.read_csv(tmp_path / "b" / "train_csv_split_0" / "train.csv")["filename"])
-    split = trainer.Run(tmp_path / "b" / "default" / "split_0").split
+    split = Run(tmp_path / "b" / "default" / "split_0").split
     assert set(split.train) | set(split.val) == trained_on  # the held-out photos never reached training
-    assert split.group_column == trainer.AUTO_GROUPS
+    assert split.group_column == AUTO_GROUPS
     assert len(trained_on) + with_meta[0]["n_val_images"] == len(pd.read_csv(root / "train.csv"))

@@ -32,6 +32,7 @@ def test_make_demo_data_and_score(tmp_path):
     assert "identity_balanced_map" in result.output
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     result = runner.invoke(app, ["train", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
@@ -41,13 +42,13 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
 
 
 def test_seeds_from_environment(tmp_path, monkeypatch):
-    from jaguar_reid import cli
+    from jaguar_reid.cli import common as cli
 
     monkeypatch.setenv("SEEDS", "42 1337")
-    assert cli._seeds(None, None) == [42, 1337]
-    assert cli._seeds(None, "1,2,3") == [1, 2, 3]
+    assert cli.seed_list(None, None) == [42, 1337]
+    assert cli.seed_list(None, "1,2,3") == [1, 2, 3]
     monkeypatch.delenv("SEEDS")
-    assert cli._seeds(7, None) == [7] and cli._seeds(None, None) is None
+    assert cli.seed_list(7, None) == [7] and cli.seed_list(None, None) is None
 
 
 def test_score_rejects_bad_submission(tmp_path):

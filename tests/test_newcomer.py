@@ -39,6 +39,7 @@ def _one_line_error(result, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
 
 
+@pytest.mark.slow
 def test_a_failed_train_leaves_nothing_and_the_fix_just_runs(data, tmp_path):
     out = tmp_path / "runs" / "x"
     _one_line_error(runner.invoke(app, ["train", "--data-root", str(tmp_path / "dta"), "--out", str(out), *QUICK]),
@@ -51,6 +52,7 @@ def test_a_failed_train_leaves_nothing_and_the_fix_just_runs(data, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_before_its_first_epoch_is_not_a_run(data, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
@@ -59,6 +61,7 @@ def test_a_run_interrupted_before_its_first_epoch_is_not_a_run(data, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_devices_are_checked_before_anything_is_written(data, run, tmp_path):
     out = tmp_path / "x"
@@ -80,6 +83,7 @@ def test_a_missing_run_folder_is_named(tmp_path):
     _one_line_error(runner.invoke(app, ["report", str(nope)]), f"{nope}: run folder not found")
 
 
+@pytest.mark.slow
 def test_a_misspelt_key_gets_a_suggestion_and_config_show_lists_keys(data, tmp_path):
     _one_line_error(runner.invoke(app, ["train", "--data-root", str(data), "--out", str(tmp_path / "x"), "--set", "train.epoch=2"]),
                     "unknown key train.epoch", "did you mean train.epochs?")
@@ -98,6 +102,7 @@ def test_help_does_not_import_torch():
     assert "train" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_ends_with_a_labelled_summary_and_a_rerun_says_complete(data, run):
     result = runner.invoke(app, ["train", "--data-root", str(data), "--out", str(run), *QUICK, "--set", "train.epochs=1",
                                  "--device", "cpu"])
@@ -115,6 +120,7 @@ def test_help_fits_80_columns_without_python_types():
     assert "list[str]" not in result.stdout and "…" not in result.stdout
 
 
+@pytest.mark.slow
 def test_checkpoints_are_readable_like_every_other_file(run):
     from jaguar_reid.runs import Run
 

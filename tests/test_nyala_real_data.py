@@ -7,14 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import NYALA
 from jaguar_reid.config import load_config
 from jaguar_reid.data import load_competition
 from jaguar_reid.data.dataset import ImageSet
-from jaguar_reid.evaluation.metrics import compute_metrics, cosine_similarity
+from jaguar_reid.data.split import build_split
+from jaguar_reid.evaluation.metrics import compute_metrics
 from jaguar_reid.inference.embed import embed_images
 from jaguar_reid.models import create_reid_model
-from jaguar_reid.training.trainer import build_split
+from jaguar_reid.postprocess import cosine_similarity
+from jaguar_reid.tasks import create_catalog
+
+from conftest import NYALA
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (NYALA / "train.csv").exists(), reason="no Nyala data")]
 
@@ -41,10 +44,10 @@ def test_grouped_split_keeps_sightings_together_and_frozen_features_beat_chance(
     assert metrics["identity_balanced_map"] > 2 * chance
 
 
+@pytest.mark.slow
 def test_catalogue_on_real_photos(tmp_path):
     """Train on 40 nyala (5 of them held out as new animals), catalogue the training photos and
     identify the held-out sightings: the catalogue commands' path on real photos."""
-    from jaguar_reid.catalog import Catalog
     from jaguar_reid.training.trainer import train
 
     meta = pd.read_csv(NYALA / "metadata.csv", dtype=str)
@@ -61,7 +64,7 @@ def test_catalogue_on_real_photos(tmp_path):
                                     "split.min_groups=4", "split.val_fraction=0.25", "split.unknown_fraction=0.125"])
     train(cfg, tmp_path / "data", tmp_path / "run")
 
-    catalog = Catalog.create(tmp_path / "nyala.db", [tmp_path / "run"], device="cpu")
+    catalog = create_catalog(tmp_path / "nyala.db", [tmp_path / "run"], device="cpu")
     from jaguar_reid.runs import Run
 
     split = Run(tmp_path / "run").split

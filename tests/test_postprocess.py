@@ -6,9 +6,16 @@ import pytest
 from jaguar_reid.config import PostprocessConfig
 from jaguar_reid.evaluation.metrics import identity_balanced_map
 from jaguar_reid.postprocess import (
-    average_query_expansion, blend, euclidean_distance, flip_tta, k_reciprocal_rerank, l2_normalize,
-    postprocess_similarity, score_transform,
+    average_query_expansion,
+    blend,
+    euclidean_distance,
+    flip_tta,
+    k_reciprocal_rerank,
+    l2_normalize,
+    postprocess_similarity,
+    score_transform,
 )
+
 from rerank_reference import re_ranking_literal
 
 

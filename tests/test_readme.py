@@ -3,9 +3,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     text = README.read_text()
     section = text[text.index("## Python"):]
@@ -13,16 +16,16 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md (Python example)", "exec"), namespace)
-    assert namespace["vectors"].shape[0] == 4
-    assert 0.0 <= namespace["scores"]["identity_balanced_map"] <= 1.0
+    vectors = namespace["vectors"]
+    assert vectors.shape[0] == 4 and abs(vectors @ vectors.T - 1).diagonal().max() < 1e-4  # L2-normalised, as it says
+    assert set(namespace["scores"]) >= {"identity_balanced_map", "retrieval_map"}
     assert (tmp_path / "submission.csv").exists()
 
 
 def test_import_is_light_and_side_effect_free():
+    import os
     import subprocess
     import sys
-
-    import os
 
     code = ("import sys, jaguar_reid, jaguar_reid.cli; "
             "heavy = [m for m in ('torch', 'timm', 'matplotlib', 'pandas') if m in sys.modules]; "

@@ -7,7 +7,7 @@ The public API, imported lazily (``import jaguar_reid`` loads no torch until a n
     jr.train(cfg, "data/", "runs/lite0")
     embedder = jr.Embedder.from_runs(["runs/lite0"])
     jr.predict(["runs/lite0"], "data/", "submission.csv")
-    catalog = jr.Catalog.create("catalog.db", ["runs/lite0"])
+    catalog = jr.create_catalog("catalog.db", ["runs/lite0"])   # calibrates the run first if needed
     catalog.add("photos/", labels="known.csv")
     catalog.identify(["new_photo.jpg"])
 """
@@ -23,16 +23,17 @@ _EXPORTS = {
     "train": "training.trainer",
     "Run": "runs",
     "Embedder": "inference.embedder",
-    "predict": "inference.pipeline",
+    "predict": "tasks.predict",
     "score_submission": "evaluation.scoring",
-    "Evaluation": "evaluation.evaluate", "evaluate_embedder": "evaluation.evaluate", "evaluate_run": "evaluation.evaluate",
-    "ablation": "evaluation.evaluate", "calibrate_run": "evaluation.evaluate",
+    "Evaluation": "evaluation.evaluate", "evaluate_embeddings": "evaluation.evaluate", "ablation": "evaluation.evaluate",
+    "evaluate_embedder": "tasks.evaluate", "evaluate_run": "tasks.evaluate", "calibrate_run": "tasks.calibrate",
+    "create_catalog": "tasks.catalogue", "open_set_data": "tasks.calibrate",
     "Catalog": "catalog", "Identification": "catalog", "EmbeddingIndex": "catalog",
     "OpenSetCalibration": "evaluation.open_set", "calibrate_open_set": "evaluation.open_set",
     "export_onnx": "inference.onnx",
     "identity_balanced_map": "evaluation.metrics", "retrieval_map": "evaluation.metrics",
     "retrieval_top1": "evaluation.metrics", "pair_auc": "evaluation.metrics", "pair_ap": "evaluation.metrics",
-    "compute_metrics": "evaluation.metrics", "cosine_similarity": "evaluation.metrics",
+    "compute_metrics": "evaluation.metrics", "cosine_similarity": "postprocess",
     "l2_normalize": "postprocess", "flip_tta": "postprocess", "average_query_expansion": "postprocess",
     "k_reciprocal_rerank": "postprocess", "euclidean_distance": "postprocess", "blend": "postprocess",
     "score_transform": "postprocess", "postprocess_similarity": "postprocess", "postprocess_steps": "postprocess",

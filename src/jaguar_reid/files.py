@@ -38,12 +38,14 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text to ``path`` atomically (a temporary file, then rename)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
 
 
 def atomic_write_json(path: str | Path, data) -> Path:
+    """Write JSON to ``path`` atomically (a temporary file, then rename)."""
     return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 

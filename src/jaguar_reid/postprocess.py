@@ -17,8 +17,16 @@ _ROW_BLOCK = 1024
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows (N, D) scaled to unit length, float32 (a zero row stays zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity (A, B) float32 of the rows of ``a`` (A, D) with those of ``b`` (B, D); all
+    against all of ``a`` when ``b`` is None."""
+    a = l2_normalize(a)
+    return a @ (a if b is None else l2_normalize(b)).T
 
 
 def flip_tta(embeddings: np.ndarray, flipped: np.ndarray) -> np.ndarray:
@@ -211,16 +219,15 @@ def postprocess_steps(embeddings: np.ndarray, cfg: PostprocessConfig,
     """
     x = l2_normalize(embeddings)
     if raw is not None and cfg.flip_tta:
-        plain = l2_normalize(raw)
-        yield "raw", plain @ plain.T
-        similarity = x @ x.T
+        yield "raw", cosine_similarity(raw)
+        similarity = cosine_similarity(x)
         yield "+ flip TTA", similarity
     else:
-        similarity = x @ x.T
+        similarity = cosine_similarity(x)
         yield "raw", similarity
     if cfg.query_expansion:
         x = average_query_expansion(x, cfg.aqe_k, cfg.aqe_alpha)
-        similarity = x @ x.T
+        similarity = cosine_similarity(x)
         yield "+ query expansion", similarity
     if cfg.rerank:
         reranked = k_reciprocal_rerank(euclidean_distance(x), cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)

@@ -27,16 +27,24 @@ kept one in its summary; that stage is the run's model (``Run.members``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tomllib
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
 from .config import Config, build_config
+from .data.competition import Competition, load_competition
 from .data.split import Split
 from .errors import RunFolderError
+from .evaluation.open_set import OpenSetCalibration
 from .files import atomic_path, atomic_write_json, atomic_write_text, hash_file
+from .models.loading import load_trained_model
 
 CONFIG_FILE, DATA_FILE, SPLIT_FILE, LABELS_FILE = "config.toml", "data.json", "split.json", "labels.json"
 METRICS_FILE, SUMMARY_FILE, EVALUATION_FILE, REPORT_FILE = "metrics.jsonl", "summary.json", "evaluation.json", "report.html"
@@ -112,6 +120,7 @@ class Run:
 
     @property
     def split(self) -> Split:
+        """The validation split (split.json)."""
         return Split.load(self._require(SPLIT_FILE))
 
     @property
@@ -132,27 +141,25 @@ class Run:
 
     @property
     def summary(self) -> dict | None:
+        """summary.json, or None before training finished."""
         path = self.path / SUMMARY_FILE
         return json.loads(path.read_text()) if path.exists() else None
 
     @property
     def evaluation(self) -> list[dict] | None:
+        """evaluation.json rows, or None before ``evaluate``."""
         path = self.path / EVALUATION_FILE
         return json.loads(path.read_text()) if path.exists() else None
 
     @property
     def open_set(self):
         """The ``OpenSetCalibration`` written by ``calibrate_run``, or None."""
-        from .evaluation.open_set import OpenSetCalibration
-
         path = self.path / OPEN_SET_FILE
         return OpenSetCalibration.from_json(json.loads(path.read_text())) if path.exists() else None
 
     def fingerprint(self) -> str:
         """Names the trained model: a hash of every member's config and weights (16 hex digits).
         Embeddings made by a run with another fingerprint are not comparable with this run's."""
-        import hashlib
-
         digest = hashlib.sha256()
         for member in self.members:
             digest.update(member._require(CONFIG_FILE).read_bytes())
@@ -160,6 +167,7 @@ class Run:
         return digest.hexdigest()[:16]
 
     def weights(self, checkpoint: str = "best") -> Path:
+        """The path of the best (or last) weights of this single-seed run."""
         if checkpoint not in ("best", "last"):
             raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
         member = self.single_member()
@@ -180,16 +188,8 @@ class Run:
 
     def load_model(self, checkpoint: str = "best", seed: int | None = None):
         """The trained ``ReIDModel`` (eval mode, on CPU) with its best (or last) weights."""
-        from safetensors.torch import load_file
-
-        from .models.reid import create_reid_model
-
         member = self.single_member(seed)
-        cfg = member.config
-        model = create_reid_model(cfg.model.model_copy(update={"pretrained": "none", "weights": None}),
-                                  image_size=cfg.data.image_size)
-        model.load_state_dict(load_file(str(member.weights(checkpoint))))
-        return model.eval()
+        return load_trained_model(member.config, member.weights(checkpoint))
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -224,66 +224,86 @@ class Run:
         self.__dict__.pop("config", None)
 
     def write_data_source(self, data_root: str | Path, train_images: str | Path) -> None:
+        """Record the data root and training image folder (data.json)."""
         atomic_write_json(self.path / DATA_FILE, {"data_root": str(Path(data_root).resolve()),
                                                   "train_images": str(Path(train_images).resolve())})
 
     def write_split(self, split: Split) -> None:
+        """Write split.json."""
         split.save(self.path / SPLIT_FILE)
 
     def write_classes(self, classes: list[str]) -> None:
+        """Write the head's classes, in head order (labels.json)."""
         atomic_write_json(self.path / LABELS_FILE, classes)
 
     def write_history(self, history: list[dict]) -> None:
+        """Write metrics.jsonl, one line per epoch."""
         atomic_write_text(self.path / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in history))
 
     def write_summary(self, summary: dict) -> None:
+        """Write summary.json."""
         atomic_write_json(self.path / SUMMARY_FILE, summary)
 
     def write_evaluation(self, rows: list[dict]) -> None:
+        """Write evaluation.json."""
         atomic_write_json(self.path / EVALUATION_FILE, rows)
 
     def write_open_set(self, calibration) -> None:
+        """Write open_set.json (an ``OpenSetCalibration``)."""
         atomic_write_json(self.path / OPEN_SET_FILE, calibration.to_json())
 
     def save_weights(self, state: dict, checkpoint: str, metadata: dict[str, str]) -> None:
         """Save a state dict as ``best``, ``last`` or ``best_criterion`` (safetensors)."""
-        from safetensors.torch import save_file
-
         with atomic_path(self.path / _WEIGHT_FILES[checkpoint]) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
 
     def load_weights(self, checkpoint: str = "best") -> dict:
         """The state dict saved as ``best``, ``last`` or ``best_criterion`` (tensors on the CPU)."""
-        from safetensors.torch import load_file
-
         return load_file(str(self._require(_WEIGHT_FILES[checkpoint])))
 
     def save_state(self, state: dict) -> None:
-        import torch
-
+        """Save the resumable trainer state (last_state.pt; tensors and plain Python values only)."""
         with atomic_path(self.path / LAST_STATE) as tmp:
             torch.save(state, tmp)
 
     def load_state(self) -> dict | None:
         """The resumable trainer state, or None for a run that has not finished an epoch."""
-        import torch
-
         path = self.path / LAST_STATE
-        return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
     def cached_embeddings(self, key: str):
-        import numpy as np
-
+        """The cached embeddings (a .npy) under ``key``, or None."""
         path = self.path / EMBEDDINGS_DIR / f"{key}.npy"
         return np.load(path) if path.exists() else None
 
     def save_embeddings(self, key: str, embeddings) -> None:
-        import numpy as np
-
+        """Cache embeddings under ``key`` (atomically)."""
         with atomic_path(self.path / EMBEDDINGS_DIR / f"{key}.npy") as tmp:
             np.save(tmp, embeddings)
 
 
 def read_config(path: str | Path) -> Config:
+    """The ``Config`` in a TOML file (a run's config.toml)."""
     path = Path(path)
     return build_config(tomllib.loads(path.read_text()), str(path))
+
+
+def run_competition(run: Run, data_root: str | Path | None = None) -> Competition:
+    """The competition a run was trained on (its recorded data root and image folder), or the one at ``data_root``."""
+
+    source = run.data_source
+    return load_competition(data_root or source["data_root"], train_images=None if data_root else source["train_images"])
+
+
+def as_runs(runs) -> list[Run]:
+    """One run or several (folders or ``Run`` objects) as a list of ``Run``."""
+    if isinstance(runs, (str, Path, Run)):
+        runs = [runs]
+    return [r if isinstance(r, Run) else Run(r) for r in runs]
+
+
+def ensemble_fingerprint(runs) -> str:
+    """Names an ensemble of runs: a run's own ``fingerprint()``, or for several a hash of theirs
+    (16 hex digits). The catalogue and the ONNX graph's metadata both record this."""
+    parts = [run.fingerprint() for run in runs]
+    return parts[0] if len(parts) == 1 else hashlib.sha256("+".join(parts).encode()).hexdigest()[:16]

@@ -57,6 +57,7 @@ def _state(path):
     return catalog.stats(), catalog.decision_log()
 
 
+@pytest.mark.slow
 def test_review_session(server, page, demo_root, tmp_path):
     base, path = server
     photos = sorted((demo_root / "test" / "test").glob("*.png"))[:4]

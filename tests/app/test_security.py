@@ -31,6 +31,7 @@ def _png(size=(40, 30), color=(200, 120, 40)) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_token_is_required_on_every_request(catalogue):
     client = TestClient(create_app(catalogue, token="s3cret", device="cpu"))
     for path in ("/review", "/individuals", "/photos/" + "0" * 64, "/export/decisions.csv", "/static/app.js"):
@@ -43,6 +44,7 @@ def test_token_is_required_on_every_request(catalogue):
     assert client.get("/individuals").status_code == 200  # the cookie carries it from now on
 
 
+@pytest.mark.slow
 def test_cross_site_posts_are_refused(catalogue):
     client = TestClient(create_app(catalogue, device="cpu"))
     csrf = _csrf(client)
@@ -57,6 +59,7 @@ def test_cross_site_posts_are_refused(catalogue):
     assert done.status_code == 200 and "1 photo(s) queued" in done.text
 
 
+@pytest.mark.slow
 def test_uploads_are_checked_by_content_and_size(catalogue):
     client = TestClient(create_app(catalogue, device="cpu", max_upload_mb=1, max_pixels=1_000_000))
     csrf = _csrf(client)
@@ -74,6 +77,7 @@ def test_uploads_are_checked_by_content_and_size(catalogue):
     assert (Catalog(catalogue).store.path(queued["stored_path"])).is_file()
 
 
+@pytest.mark.slow
 def test_paths_and_names_from_the_url_are_not_paths(catalogue):
     client = TestClient(create_app(catalogue, device="cpu"))
     assert client.get("/photos/../../catalog.db").status_code == 404
@@ -85,6 +89,7 @@ def test_paths_and_names_from_the_url_are_not_paths(catalogue):
     assert crash.status_code == 422 and "Traceback" not in crash.text
 
 
+@pytest.mark.slow
 def test_two_reviewers_on_postgresql_never_double_a_decision(postgres_url, tmp_path, catalog_run, demo_root):
     Catalog.create(postgres_url, [catalog_run], store=tmp_path / "store", device="cpu")
     Catalog(postgres_url).add(demo_root / "train" / "train", labels=demo_root / "train.csv")

@@ -6,26 +6,28 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from jaguar_reid.catalog import Catalog
 from jaguar_reid.catalog.database import connect, create_schema
-from jaguar_reid.catalog.schema import SCHEMA_VERSION, catalog_info, version_1_metadata
-from jaguar_reid.errors import CatalogError
+from jaguar_reid.catalog.schema import SCHEMA_VERSION, catalog_info, version_metadata
+from jaguar_reid.errors import CatalogError, UserError
 
 SIGNAL_MID_TRANSACTION = textwrap.dedent("""
     import os, signal, sys
-    from jaguar_reid.catalog import catalog as module
+    from jaguar_reid.catalog import Catalog
+    from jaguar_reid.catalog.repository import Repository
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even when started in the background
 
-    original = module._insert_embeddings
-    def insert_then_signal(connection, *args):
-        original(connection, *args)          # the image and embedding rows are written, not committed
+    original = Repository.put_embeddings
+    def insert_then_signal(connection, *args, **kwargs):
+        original(connection, *args, **kwargs)  # the image and embedding rows are written, not committed
         os.kill(os.getpid(), getattr(signal, sys.argv[4]))
-    module._insert_embeddings = insert_then_signal
-    module.Catalog(sys.argv[1], device="cpu").add(sys.argv[2], labels=sys.argv[3])
+    Repository.put_embeddings = staticmethod(insert_then_signal)
+    Catalog(sys.argv[1], device="cpu").add(sys.argv[2], labels=sys.argv[3])
 """)
 
 
@@ -34,6 +36,7 @@ def _sizes(catalog):
     return stats["individuals"], stats["photos_known"] + stats["photos_queued"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGKILL", "SIGINT"])  # a crash, and Ctrl-C
 def test_a_process_stopped_mid_transaction_leaves_the_catalogue_unchanged(location, catalog_run, demo_root, stop):
     where, store = location
@@ -52,6 +55,7 @@ def test_a_process_stopped_mid_transaction_leaves_the_catalogue_unchanged(locati
     assert report.added == len(list(folder.glob("*.png"))) and _sizes(catalog) == (6, report.added)
 
 
+@pytest.mark.slow
 def test_killed_cli_import_is_all_or_nothing(tmp_path, catalog_run, demo_root):
     db = tmp_path / "c.db"
     Catalog.create(db, [catalog_run], device="cpu")
@@ -74,14 +78,19 @@ def test_killed_cli_import_is_all_or_nothing(tmp_path, catalog_run, demo_root):
     assert (0, 0) in outcomes  # at least one import was stopped before it committed
 
 
+def _old_catalogue(path, version: int):
+    engine = connect(path)
+    version_metadata(version).create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(catalog_info.insert(), [{"key": "schema_version", "value": str(version)},
+                                                   {"key": "image_store", "value": "old_images"}])
+    return engine
+
+
 def test_schema_versions(tmp_path):
     old = tmp_path / "old.db"
-    engine = connect(old)
-    version_1_metadata().create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(catalog_info.insert(), [{"key": "schema_version", "value": "1"},
-                                                   {"key": "image_store", "value": "old_images"}])
-    with pytest.raises(CatalogError, match="schema version 1 is older than 2; upgrade it with: jaguar-reid catalog upgrade"):
+    _old_catalogue(old, 1)
+    with pytest.raises(CatalogError, match=f"schema version 1 is older than {SCHEMA_VERSION}; upgrade it with: jaguar-reid catalog upgrade"):
         Catalog(old)
     assert Catalog.upgrade(old) == (1, SCHEMA_VERSION)
     assert Catalog(old).stats()["schema_version"] == SCHEMA_VERSION
@@ -103,3 +112,60 @@ def test_unreachable_or_missing_catalogues_are_one_line(tmp_path):
     assert not (tmp_path / "nothing.db").exists()
     with pytest.raises(CatalogError, match="needs --store"):
         Catalog.create("postgresql://someone:secret@127.0.0.1:9/x", ["run"])
+
+
+def test_upgrade_2_to_3_moves_undo_pointers_and_merge_details_out_of_candidates(location, tmp_path):
+    """Version 2 kept an undo's target and a merge's names in ``candidates``; version 3 has
+    ``undoes`` and ``detail`` for them and a change counter, on SQLite and PostgreSQL alike."""
+    import json
+
+    from sqlalchemy import insert, select
+
+    from jaguar_reid.catalog.schema import decisions
+
+    where, _ = location
+    engine = _old_catalogue(where, 2)
+    old = version_metadata(2)
+    shown = [{"individual": "Ipepo", "probability": 0.8}]
+    with engine.begin() as connection:
+        connection.execute(insert(old.tables["individuals"]), [{"id": 1, "name": "Ipepo", "notes": "", "created_at": "t"},
+                                                               {"id": 2, "name": "Bororo", "notes": "", "created_at": "t"}])
+        connection.execute(insert(old.tables["images"]).values(
+            id=1, sha256="a" * 64, original_name="a.jpg", stored_path="aa/a.jpg", width=10, height=10, individual_id=2,
+            status="known", extra="{}", added_by="x", added_at="t"))
+        rows = [{"id": 1, "image_id": 1, "decision": "known", "individual_id": 1, "previous": "{}", "candidates": json.dumps(shown)},
+                {"id": 2, "image_id": 1, "decision": "merge", "individual_id": 2, "action": "m1",
+                 "previous": json.dumps({"status": "known", "individual_id": 1}),
+                 "candidates": json.dumps({"merged": "Ipepo", "into": "Bororo"})},
+                {"id": 3, "image_id": 1, "decision": "undo", "individual_id": 1, "action": "m1", "previous": "{}",
+                 "candidates": json.dumps({"undoes": 2})}]
+        connection.execute(insert(old.tables["decisions"]), [{**r, "who": "x", "at": "t"} for r in rows])
+    engine.dispose()
+    assert Catalog.upgrade(where) == (2, SCHEMA_VERSION)
+    catalog = Catalog(where)
+    with catalog.db.connect() as connection:
+        upgraded = {r["id"]: r for r in connection.execute(select(decisions).order_by(decisions.c.id)).mappings()}
+    assert json.loads(upgraded[1]["candidates"]) == shown  # what the reviewer saw is kept as it was
+    assert json.loads(upgraded[2]["detail"]) == {"source": "Ipepo", "target": "Bororo"} and upgraded[2]["candidates"] == "[]"
+    assert upgraded[3]["undoes"] == 2 and upgraded[3]["candidates"] == "[]"
+    assert catalog.repository.changes() == 0
+    # the id sequence continues after the copied rows (PostgreSQL would otherwise reuse id 1)
+    renamed = catalog.rename("Bororo", "Bororo-M03")
+    assert renamed["id"] == 4 and catalog.repository.changes() == 1
+    assert [d["summary"] for d in catalog.decision_log()][:2] == ["renamed Bororo to Bororo-M03", "undo of #2 (back to Ipepo)"]
+
+
+@pytest.mark.slow
+def test_a_failed_create_leaves_nothing_behind_and_the_retry_works(location, catalog_run, tmp_path):
+    from sqlalchemy import inspect
+
+    where, store = location
+    with pytest.raises(UserError):
+        Catalog.create(where, [tmp_path / "not_a_run"], store=store, device="cpu")  # fails after the schema was made
+    if "://" in str(where):
+        engine = connect(where)
+        assert inspect(engine).get_table_names() == []  # no half-made catalogue left in the database
+        engine.dispose()
+    else:
+        assert not Path(where).exists()
+    assert Catalog.create(where, [catalog_run], store=store, device="cpu").stats()["schema_version"] == SCHEMA_VERSION

@@ -6,8 +6,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from conftest import write_csv
 from jaguar_reid.data import DataError, load_competition, read_labels, read_pairs, read_submission
+
+from conftest import write_csv
 
 
 def test_read_labels_strips_and_keeps_order(tmp_path):

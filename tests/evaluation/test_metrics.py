@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from jaguar_reid.evaluation.metrics import (
-    compute_metrics, identity_balanced_map, pair_ap, pair_auc, per_query_ap, retrieval_map, retrieval_top1,
+    compute_metrics,
+    identity_balanced_map,
+    pair_ap,
+    pair_auc,
+    per_query_ap,
+    retrieval_map,
+    retrieval_top1,
 )
 
 

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from jaguar_reid.evaluation.open_set import (OpenSetCalibration, calibrate_open_set, decision_scores,
-                                             expected_calibration_error, format_open_set, individual_scores)
+from jaguar_reid.evaluation.open_set import (
+    OpenSetCalibration,
+    calibrate_open_set,
+    decision_scores,
+    expected_calibration_error,
+    format_open_set,
+    individual_scores,
+)
 
 
 def test_individual_scores_max_and_mean_of_top_k():

@@ -8,15 +8,14 @@ import torch
 from jaguar_reid.config import PostprocessConfig, load_config
 from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.dataset import ImageSet
-from jaguar_reid.evaluation.evaluate import evaluate_run
 from jaguar_reid.evaluation.metrics import compute_metrics
 from jaguar_reid.evaluation.scoring import score_submission
 from jaguar_reid.inference import embed as embed_module
 from jaguar_reid.inference import embedder as embedder_module
-from jaguar_reid.inference import pipeline
 from jaguar_reid.inference.embedder import Embedder
 from jaguar_reid.postprocess import l2_normalize
 from jaguar_reid.runs import Run
+from jaguar_reid.tasks import evaluate_run, predict
 from jaguar_reid.training.trainer import train
 
 # Photo-by-photo split: on 6 tiny identities the automatic groups leave too few photos to learn from.
@@ -43,8 +42,9 @@ def test_paths(demo_root):
     return [competition.test_dir / n for n in competition.pairs.images]
 
 
+@pytest.mark.slow
 def test_submission_is_valid_and_beats_chance(run, demo_root, tmp_path):
-    path = pipeline.predict([run], demo_root, tmp_path / "submission.csv")
+    path = predict([run], demo_root, tmp_path / "submission.csv")
     submission = pd.read_csv(path, dtype={"row_id": str})
     test = pd.read_csv(demo_root / "test.csv", dtype={"row_id": str})
     assert submission["row_id"].tolist() == test["row_id"].tolist()
@@ -63,26 +63,29 @@ def _random(test, path, seed):
     return path
 
 
+@pytest.mark.slow
 def test_embeddings_are_cached(run, demo_root, tmp_path, monkeypatch):
-    pipeline.predict([run], demo_root, tmp_path / "a.csv")
+    predict([run], demo_root, tmp_path / "a.csv")
 
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed embeddings")
 
     monkeypatch.setattr(embedder_module, "embed_images", refuse)
-    pipeline.predict([run], demo_root, tmp_path / "b.csv")
+    predict([run], demo_root, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
+@pytest.mark.slow
 def test_switching_boxes_changes_the_output(run, demo_root, tmp_path):
-    full = pipeline.predict([run], demo_root, tmp_path / "full.csv", PostprocessConfig())
-    raw = pipeline.predict([run], demo_root, tmp_path / "raw.csv", PostprocessConfig(
+    full = predict([run], demo_root, tmp_path / "full.csv", PostprocessConfig())
+    raw = predict([run], demo_root, tmp_path / "raw.csv", PostprocessConfig(
         flip_tta=False, query_expansion=False, rerank=False, score_transform="none"))
     a, b = pd.read_csv(full)["similarity"], pd.read_csv(raw)["similarity"]
     assert not np.allclose(a, b)
     assert b.min() < 0.9  # raw cosine similarities, untransformed
 
 
+@pytest.mark.slow
 def test_ensemble_averages_cosine_similarities(run, seeds_run, test_paths):
     members = [run, seeds_run / "seed_1", seeds_run / "seed_2"]
     singles = [Embedder.from_runs([m]).embed(test_paths, flip_tta=True) for m in members]
@@ -91,6 +94,7 @@ def test_ensemble_averages_cosine_similarities(run, seeds_run, test_paths):
     assert np.allclose(together @ together.T, np.mean([s @ s.T for s in singles], axis=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embedder_takes_paths_pil_images_and_tensors(run, test_paths):
     from PIL import Image
 
@@ -104,6 +108,7 @@ def test_embedder_takes_paths_pil_images_and_tensors(run, test_paths):
     assert np.allclose(np.linalg.norm(from_paths, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_ablation_rows(run):
     evaluation = evaluate_run(run)
     assert [name for name, _ in evaluation.rows] == ["raw", "+ flip TTA", "+ query expansion", "+ k-reciprocal re-rank",
@@ -115,6 +120,7 @@ def test_evaluate_ablation_rows(run):
     assert [r["step"] for r in saved if r.get("submission")] == ["+ transform (clip)"]
 
 
+@pytest.mark.slow
 def test_background_diagnostic_on_cut_outs(run):
     evaluation = evaluate_run(run)
     assert list(evaluation.background) == ["as the model sees them", "animal only (background gray)",
@@ -126,21 +132,23 @@ def test_background_diagnostic_on_cut_outs(run):
     assert abs(seen - animal) < 0.05
 
 
+@pytest.mark.slow
 def test_auto_chain_uses_the_best_validated_step(run, demo_root, tmp_path):
-    from jaguar_reid.evaluation.evaluate import validated_chain
     from jaguar_reid.postprocess import chain_until
+    from jaguar_reid.tasks import validated_chain
 
     evaluation = evaluate_run(run)
     best = evaluation.best_step()
     chosen = validated_chain(Run(run), PostprocessConfig())
     assert chosen == chain_until(PostprocessConfig(), best)
-    auto = pipeline.predict([run], demo_root, tmp_path / "auto.csv", PostprocessConfig(auto=True))
-    explicit = pipeline.predict([run], demo_root, tmp_path / "explicit.csv", chosen.model_copy(update={"auto": False}))
+    auto = predict([run], demo_root, tmp_path / "auto.csv", PostprocessConfig(auto=True))
+    explicit = predict([run], demo_root, tmp_path / "explicit.csv", chosen.model_copy(update={"auto": False}))
     assert auto.read_text() == explicit.read_text()
     advice = evaluation.advice(PostprocessConfig())
     assert advice[0].startswith("what each box did here")
 
 
+@pytest.mark.slow
 def test_a_partial_chain_is_scored_as_its_own_submission_row(run):
     evaluation = evaluate_run(run, postprocess=PostprocessConfig(rerank=False))
     names = [name for name, _ in evaluation.rows]
@@ -148,6 +156,7 @@ def test_a_partial_chain_is_scored_as_its_own_submission_row(run):
     assert evaluation.rows[-1][1]["identity_balanced_map"] == evaluation.metrics("+ query expansion")["identity_balanced_map"]
 
 
+@pytest.mark.slow
 def test_flip_embeds_the_mirror_image(run, demo_root):
     model = Run(run).load_model()
     cfg = Run(run).config
@@ -158,6 +167,7 @@ def test_flip_embeds_the_mirror_image(run, demo_root):
     assert np.allclose(flipped, manual, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_multi_seed_run_loads_one_seed_on_request(seeds_run):
     from jaguar_reid.errors import RunFolderError
 

@@ -87,6 +87,7 @@ def test_model_shapes_neck_and_vit_tokens():
     assert vit(torch.rand(2, 3, 224, 224)).shape == (2, vit.embedding_dim)
 
 
+@pytest.mark.slow
 def test_freezing_leading_stages_freezes_upstream_only_and_keeps_bn_stats():
     model = create_reid_model(ModelConfig(backbone="resnet18", pretrained="none", freeze_stages=2))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}

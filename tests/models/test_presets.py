@@ -80,7 +80,7 @@ def test_preset_trains_head_only_then_fine_tunes(name, size, freeze, tmp_path):
     cfg = load_config(name, ["model.pretrained=none", f"data.image_size={size}", "train.epochs=1", "train.feature_views=1",
                              "data.num_workers=0", "train.batch_size=8", "train.eval_batch_size=8", "finetune.mode=always",
                              "finetune.epochs=1", "finetune.batch_size=8", "finetune.sampler=pk", f"finetune.freeze_stages={freeze}",
-                             "train.feature_engine=torch"])
+                             "train.feature_backend=torch"])
     summary = train(cfg, root, tmp_path / "run")
     assert set(summary["stages"]) == {"head", "finetune"}
     assert summary["stage"] in ("head", "finetune") and "finetune.mode = always" in summary["choice"]

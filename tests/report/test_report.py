@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from jaguar_reid.config import load_config
-from jaguar_reid.evaluation.evaluate import evaluate_run
 from jaguar_reid.report.html import write_report
+from jaguar_reid.tasks import evaluate_run
 from jaguar_reid.training.trainer import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -23,6 +23,7 @@ def report(demo_root, tmp_path_factory):
     return write_report(run, evaluate_run(run))
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(report):
     page = report.read_text()
     sources = re.findall(r"<img[^>]* src='([^']+)'", page)
@@ -33,6 +34,7 @@ def test_report_is_self_contained(report):
         assert heading in page
 
 
+@pytest.mark.slow
 def test_report_explains_itself(report):
     page = report.read_text()
     # Every metric named in words and defined once; higher is better.
@@ -50,6 +52,7 @@ def test_report_explains_itself(report):
     assert re.search(r"[✓✗] \S+\.png \(-?\d\.\d{3}\)", page)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     result = subprocess.run(

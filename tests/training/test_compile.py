@@ -1,11 +1,12 @@
 """The torch.compile path of the training step gives the eager step's loss and gradients (CPU)."""
 
+import pytest
 import torch
 
 from jaguar_reid.config import load_config
 from jaguar_reid.models import create_reid_model
 from jaguar_reid.training.losses import ReIDCriterion
-from jaguar_reid.training.trainer import TrainStep
+from jaguar_reid.training.session import TrainStep
 
 
 def _step(cfg):
@@ -15,6 +16,7 @@ def _step(cfg):
     return TrainStep(model, criterion, torch.device("cpu"), "fp32")
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_eager():
     cfg = load_config("resnet50-baseline", ["model.backbone=resnet18", "model.pretrained=none", "model.embedding_dim=16",
                                             "data.image_size=32"])

@@ -26,6 +26,7 @@ def _command(root, out, launcher):
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+@pytest.mark.slow
 def test_two_ranks_match_one_process(tmp_path):
     root = make_demo_data(tmp_path / "data", identities=4, scale=0.15, seed=2)
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}

@@ -13,8 +13,9 @@ from jaguar_reid.models.reid import create_reid_model
 from jaguar_reid.runs import Run
 from jaguar_reid.training.losses import ReIDCriterion
 from jaguar_reid.training.optim import parameter_groups
+from jaguar_reid.training.session import Distributed, setup
 from jaguar_reid.training.stages import finetune_decision
-from jaguar_reid.training.trainer import Distributed, setup, train
+from jaguar_reid.training.trainer import train
 
 SMALL = ["data.image_size=64", "train.epochs=3", "train.feature_views=1", "data.alpha=gray", "finetune.epochs=1",
          "finetune.batch_size=16", "finetune.sampler=pk"]
@@ -112,6 +113,7 @@ def test_layer_decay_lowers_the_learning_rate_of_earlier_layers_and_skips_frozen
     assert lr_of[id(model.neck.weight)] == 1.0
 
 
+@pytest.mark.slow
 def test_ema_weights_are_the_ones_validated_and_saved(root, tmp_path):
     cfg = load_config("lite0-finetune", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=32",
                                          "train.epochs=1", "train.batch_size=8", "train.ema_decay=0.9", "split.auto_groups=false"])

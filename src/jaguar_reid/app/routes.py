@@ -15,11 +15,17 @@ from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.templating import Jinja2Templates
 
 from ..catalog import Catalog
-from ..catalog.catalog import default_who
+from ..catalog.review import default_who
 from ..catalog.store import check_photo
 from ..errors import CatalogError, UserError
 from .security import check_csrf, csrf_token
@@ -40,6 +46,7 @@ class ReviewState:
 
 
 def review_state(request: Request) -> ReviewState:
+    """The app's ``ReviewState`` (catalogue, templates, settings, lock)."""
     return request.app.state.review
 
 
@@ -56,6 +63,7 @@ def page(request: Request, name: str, status_code: int = 200, **context) -> HTML
 
 
 def reviewer(request: Request) -> str:
+    """Who is reviewing: the name set on the page (a cookie), else the server's ``--who``, else the user name."""
     return (request.cookies.get("jr_who") or review_state(request).who or default_who())[:100]
 
 
@@ -67,6 +75,7 @@ async def form(request: Request):
 
 
 def back(path: str, message: str | None = None) -> RedirectResponse:
+    """A redirect (303) to a local ``path``, with an optional message shown there."""
     return RedirectResponse(path + ("?" + urlencode({"message": message}) if message else ""), status_code=303)
 
 
@@ -77,6 +86,7 @@ def _local(path) -> str | None:
 
 @router.get("/")
 def home():
+    """The start page is the review queue."""
     return RedirectResponse("/review", status_code=303)
 
 
@@ -90,6 +100,7 @@ async def set_reviewer(request: Request):
 
 @router.get("/photos/{sha256}")
 def photo(sha256: str, state: State):
+    """A catalogue photo's file by its sha256 (cached by the browser for a day)."""
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         return PlainTextResponse("404: no such photo", status_code=404)
     with state.lock:
@@ -101,6 +112,7 @@ def photo(sha256: str, state: State):
 
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request, state: State):
+    """The upload form."""
     return page(request, "upload.html", max_upload_mb=state.max_upload_mb)
 
 
@@ -132,6 +144,7 @@ async def upload(request: Request, state: State):
 
 @router.get("/review", response_class=HTMLResponse)
 def review(request: Request, state: State, after: int = 0):
+    """The oldest queued photo after ``after``, beside its top candidates, with the verdict."""
     with state.lock:
         queued = state.catalog.queue(after=after, limit=1)
         remaining = state.catalog.stats()["photos_queued"]
@@ -140,7 +153,9 @@ def review(request: Request, state: State, after: int = 0):
         image = queued[0]
         result = state.catalog.identify([state.catalog.store.path(image["stored_path"])], top_k=state.top_k)[0]
         last = _last_decision(state.catalog)
-    return page(request, "review.html", image=image, result=result, remaining=remaining, after=after, last=last)
+    shown = json.dumps([{"individual": c.individual, "score": c.score, "decision_score": c.decision_score,
+                         "probability": c.probability, "photos": [p["sha256"] for p in c.photos]} for c in result.candidates])
+    return page(request, "review.html", image=image, result=result, remaining=remaining, after=after, last=last, shown=shown)
 
 
 @router.post("/review/{image_id}")
@@ -154,7 +169,8 @@ async def decide(request: Request, image_id: int, state: State):
     if choice is None:
         raise CatalogError(f"unknown action {action!r}")
     with state.lock:
-        state.catalog.decide(f"#{image_id}", who=reviewer(request), expect_status="queued", **choice)
+        state.catalog.decide(f"#{image_id}", who=reviewer(request), expect_status="queued",
+                             candidates=_shown(data.get("shown")), **choice)
     return back(f"/review?after={after}" if after else "/review")
 
 
@@ -178,12 +194,14 @@ async def crop(request: Request, image_id: int, state: State):
 
 @router.get("/individuals", response_class=HTMLResponse)
 def individuals_page(request: Request, state: State):
+    """Every individual with a cover photo and its photo count."""
     with state.lock:
         return page(request, "individuals.html", individuals=state.catalog.individuals())
 
 
 @router.get("/individuals/{name}", response_class=HTMLResponse)
 def individual_page(request: Request, name: str, state: State):
+    """One individual's photos, with rename and merge forms."""
     with state.lock:
         return page(request, "individual.html", individual=state.catalog.individual(name),
                     others=[i["name"] for i in state.catalog.individuals() if i["name"] != name])
@@ -213,6 +231,7 @@ async def merge(request: Request, state: State):
 
 @router.get("/history", response_class=HTMLResponse)
 def history(request: Request, state: State):
+    """The decision log, newest first, each with an undo button."""
     with state.lock:
         return page(request, "history.html", decisions=state.catalog.decision_log(limit=500))
 
@@ -227,12 +246,14 @@ async def undo(request: Request, decision_id: int, state: State):
 
 @router.get("/export", response_class=HTMLResponse)
 def export_page(request: Request, state: State):
+    """What an export holds, with the download links."""
     with state.lock:
         return page(request, "export.html", stats=state.catalog.stats())
 
 
 @router.get("/export/catalogue.zip")
 def export_zip(state: State):
+    """The identified photos as a Kaggle-format training set, zipped."""
     with tempfile.TemporaryDirectory(prefix="jaguar-reid-export-") as folder, state.lock:
         root = Path(folder) / "catalogue"
         state.catalog.export(root)
@@ -247,6 +268,7 @@ def export_zip(state: State):
 
 @router.get("/export/decisions.csv")
 def export_decisions(state: State):
+    """The decision log as CSV."""
     with state.lock:
         rows = state.catalog.decision_log()
     text = io.StringIO()
@@ -269,9 +291,22 @@ def _uploaded_names(message: str, paths: list[Path], names: list[str]) -> str:
     return message
 
 
+def _shown(text: str | None) -> list[dict] | None:
+    """The candidates the review page showed (its ``shown`` field), to be logged as shown."""
+    if not text:
+        return None
+    try:
+        shown = json.loads(text)
+    except json.JSONDecodeError:
+        raise CatalogError("the review form's list of shown candidates is not valid JSON; reload the page") from None
+    if not isinstance(shown, list) or not all(isinstance(c, dict) for c in shown):
+        raise CatalogError("the review form's list of shown candidates is malformed; reload the page")
+    return shown
+
+
 def _last_decision(catalog: Catalog) -> dict | None:
     """The newest decision not undone yet (what the review page's undo button takes back)."""
     recent = catalog.decision_log(limit=50)
-    undone = {json.loads(d["candidates"])["undoes"] for d in recent if d["decision"] == "undo"}
+    undone = {d["undoes"] for d in recent if d["decision"] == "undo"}
     rows = [d for d in recent if d["decision"] != "undo" and d["id"] not in undone]
     return rows[0] if rows else None

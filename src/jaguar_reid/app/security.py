@@ -28,6 +28,7 @@ def csrf_token(request: Request) -> str:
 
 
 class Guard(BaseHTTPMiddleware):
+    """ASGI middleware: the access token (when set) and the CSRF check on every form post."""
     def __init__(self, app, token: str | None):
         super().__init__(app)
         self.token = token

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from ..catalog import Catalog
 from ..catalog.store import MAX_PIXELS
+from ..config import DEFAULT_BACKEND
 from ..errors import CatalogError, UserError
 from .routes import ReviewState, page, router
 from .security import LOOPBACK, Guard
@@ -27,6 +28,7 @@ log = logging.getLogger("jaguar_reid.app")
 
 
 class UploadTooLarge(Exception):
+    """A request body above the upload limit."""
     pass
 
 
@@ -57,11 +59,11 @@ class BodyLimit:
 
 
 def create_app(location: str | Path, token: str | None = None, max_upload_mb: int = 200,
-               max_pixels: int = MAX_PIXELS, who: str | None = None, device: str = "auto", engine: str = "auto",
-               top_k: int = 5) -> FastAPI:
+               max_pixels: int = MAX_PIXELS, who: str | None = None, device: str = "auto",
+               backend: str = DEFAULT_BACKEND, top_k: int = 5) -> FastAPI:
     """The review app for the catalogue at ``location`` (see the module docstring)."""
     app = FastAPI(title="jaguar-reid review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.review = ReviewState(Catalog(location, device=device, engine=engine), Jinja2Templates(directory=HERE / "templates"),
+    app.state.review = ReviewState(Catalog(location, device=device, backend=backend), Jinja2Templates(directory=HERE / "templates"),
                                    who, max_upload_mb, max_pixels, top_k, threading.Lock())
     app.add_middleware(Guard, token=token)
     app.add_middleware(BodyLimit, max_bytes=max_upload_mb * 2**20)

@@ -9,15 +9,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect, insert, select
+from sqlalchemy import create_engine, event, insert, inspect, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from ..errors import CatalogError
 from .schema import SCHEMA_VERSION, UPGRADES, catalog_info, metadata
 
 
 def is_url(location: str | Path) -> bool:
+    """True for a database URL (``postgresql://...``), False for a SQLite file path."""
     return "://" in str(location)
 
 
@@ -32,6 +38,7 @@ def display_name(location: str | Path) -> str:
 
 
 def now() -> str:
+    """The current UTC time as ISO 8601 text, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -96,11 +103,18 @@ def create_schema(engine: Engine, info: dict[str, str], name: str) -> None:
         raise CatalogError(f"{name}: already holds a catalogue")
     with engine.begin() as connection:
         metadata.create_all(connection)
-        rows = {"schema_version": str(SCHEMA_VERSION), "created_at": now(), **info}
+        rows = {"schema_version": str(SCHEMA_VERSION), "created_at": now(), "changes": "0", **info}
         connection.execute(insert(catalog_info), [{"key": k, "value": v} for k, v in rows.items()])
 
 
+def drop_schema(engine: Engine) -> None:
+    """Drop every catalogue table (after a failed create, so that a retry finds an empty database)."""
+    with engine.begin() as connection:
+        metadata.drop_all(connection)
+
+
 def check_version(engine: Engine, name: str) -> None:
+    """A one-line error unless the database holds a catalogue of this schema version."""
     version = schema_version(engine)
     if version is None:
         raise CatalogError(f"{name}: no jaguar-reid catalogue here (create one with: jaguar-reid catalog create {name} --run RUN)")

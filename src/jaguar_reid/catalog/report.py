@@ -24,6 +24,7 @@ def format_identification(result: Identification) -> str:
 
 
 def format_stats(stats: dict) -> str:
+    """``catalog stats`` as aligned text lines."""
     per = stats["photos_per_individual"]
     lines = [
         f"catalogue          {stats['catalogue']} (schema version {stats['schema_version']})",

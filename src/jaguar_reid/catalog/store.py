@@ -34,6 +34,7 @@ class PhotoFile:
 
     @property
     def stored_name(self) -> str:
+        """Where the photo lives in the store: ``<2 hex digits>/<sha256>.<suffix>``."""
         return f"{self.sha256[:2]}/{self.sha256}.{self.suffix}"
 
 
@@ -63,6 +64,7 @@ class ImageStore:
         self.root = Path(root)
 
     def path(self, stored_name: str) -> Path:
+        """The file of a stored photo."""
         return self.root / stored_name
 
     def put(self, photo: PhotoFile) -> str:

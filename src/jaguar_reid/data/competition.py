@@ -19,6 +19,7 @@ def find_image_dir(root: Path, split: str) -> Path:
 
 @dataclass
 class Competition:
+    """A Kaggle-format data root: train.csv, test.csv (optional) and the image folders."""
     root: Path
     train: pd.DataFrame  # filename, ground_truth
     train_dir: Path
@@ -27,9 +28,11 @@ class Competition:
 
     @property
     def identities(self) -> list[str]:
+        """The distinct identities of train.csv, sorted."""
         return sorted(self.train["ground_truth"].unique())
 
     def train_paths(self, filenames) -> list[Path]:
+        """Paths of training images by file name, in the order given."""
         return [self.train_dir / name for name in filenames]
 
     def labels(self, filenames) -> np.ndarray:

@@ -52,6 +52,7 @@ class ImageSet(Dataset):
         return other
 
     def pixels(self, index: int) -> torch.Tensor:
+        """The uint8 pixels (3, H, W) of image ``index`` at the set's size, before any transform."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         pixels = load_pixels(self.paths[index], self.image_size, self.alpha)
@@ -112,6 +113,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.by_identity = [np.flatnonzero(self.labels == c) for c in np.unique(self.labels)]
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the next epoch's batches (seeded by the training seed and the epoch)."""
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -32,6 +32,7 @@ class AutoGroups:
 
     @property
     def count(self) -> int:
+        """The number of distinct groups."""
         return len(set(self.groups))
 
 

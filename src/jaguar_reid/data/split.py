@@ -9,6 +9,7 @@ splits unchanged.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,12 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import Config
 from ..files import atomic_write_json
+from .competition import Competition
+from .groups import AutoGroups
 from .tables import DataError
 
 
 @dataclass
 class Split:
+    """A validation split: training, validation and held-out (unknown) files, groups and notes."""
     train: list[str]
     val: list[str]
     split_seed: int
@@ -38,15 +43,26 @@ class Split:
         return [self.groups[name] for name in filenames] if self.groups else None
 
     def save(self, path: str | Path) -> None:
+        """Write the split as JSON (atomically)."""
         atomic_write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
+        """Read a split written by ``save``."""
         return cls(**json.loads(Path(path).read_text()))
 
 
 def _identity_rng(split_seed: int, identity: str) -> np.random.Generator:
     return np.random.default_rng([split_seed, zlib.crc32(identity.encode("utf-8"))])
+
+
+def _check_split_settings(val_fraction: float, min_groups: int, unknown_fraction: float) -> None:
+    if min_groups < 2:
+        raise DataError(f"min_groups must be at least 2, got {min_groups}")
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if not 0.0 <= unknown_fraction < 1.0:
+        raise DataError(f"unknown_fraction must be at least 0 and below 1, got {unknown_fraction}")
 
 
 def make_split(
@@ -73,12 +89,7 @@ def make_split(
     entirely in ``unknown``: never trained on, they stand for animals a catalogue has never seen
     when the "new individual" threshold is calibrated.
     """
-    if min_groups < 2:
-        raise DataError(f"min_groups must be at least 2, got {min_groups}")
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if not 0.0 <= unknown_fraction < 1.0:
-        raise DataError(f"unknown_fraction must be at least 0 and below 1, got {unknown_fraction}")
+    _check_split_settings(val_fraction, min_groups, unknown_fraction)
     frame = pd.DataFrame({"filename": list(filenames), "identity": list(labels)})
     frame["group"] = frame["filename"] if groups is None else [str(g) for g in groups]
     spans = frame.groupby("group")["identity"].nunique()
@@ -148,3 +159,40 @@ def read_metadata_column(metadata_csv: str | Path, group_column: str, filenames)
     if missing:
         raise DataError(f"{path}: no {group_column!r} for {len(missing)} image(s), first {missing[0]!r}")
     return [lookup[name] for name in filenames]
+
+
+def metadata_column(cfg: Config, setting: str, column: str, filenames) -> list[str]:
+    """Values of a metadata column named by ``setting`` (e.g. split.group_column) for ``filenames``."""
+    if not cfg.split.metadata_csv:
+        raise DataError(f"{setting} is set but split.metadata_csv is not")
+    return read_metadata_column(cfg.split.metadata_csv, column, filenames)
+
+
+AUTO_GROUPS = "auto (near-duplicates)"
+
+
+def build_split(cfg: Config, competition: Competition, auto_groups: AutoGroups | None = None) -> Split:
+    """The validation split of ``cfg.split``: grouped by the metadata's group column, else by
+    ``auto_groups`` (near-duplicates) when given, else image by image."""
+    files, labels = competition.train["filename"].tolist(), competition.train["ground_truth"].tolist()
+    groups, group_column = None, cfg.split.group_column
+    if cfg.split.group_column:
+        groups = metadata_column(cfg, "split.group_column", cfg.split.group_column, files)
+    elif auto_groups is not None:
+        groups, group_column = auto_groups.groups, AUTO_GROUPS
+    split = make_split(files, labels, cfg.split.val_fraction, cfg.split.split_seed, groups, group_column,
+                       cfg.split.min_groups, cfg.split.unknown_fraction)
+    if auto_groups is not None and not cfg.split.group_column:
+        split.notes.insert(0, f"automatic groups: {len(files)} photos in {auto_groups.count} groups of near-duplicates "
+                              f"(cosine similarity above {auto_groups.threshold:.4f}, the {cfg.split.auto_group_quantile} "
+                              "quantile of different identities' pairs)")
+    train_ids = set(competition.labels(split.train))
+    if len(train_ids) < 2:
+        raise DataError(f"{competition.root / 'train.csv'}: training needs at least two identities, found {len(train_ids)}")
+    val_counts = np.unique(competition.labels(split.val), return_counts=True)[1]
+    if not (val_counts >= 2).any():
+        raise DataError(
+            f"{competition.root / 'train.csv'}: no identity has two images in the validation split "
+            f"(need identities with at least {math.ceil(2 / cfg.split.val_fraction)} images, or a larger split.val_fraction)"
+        )
+    return split

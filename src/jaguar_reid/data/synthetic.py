@@ -43,6 +43,7 @@ def identity_image_counts(n_identities: int, scale: float = 1.0) -> list[int]:
 
 
 def identity_names(n_identities: int) -> list[str]:
+    """``n`` jaguar names (Pantanal-style), distinct and repeatable."""
     return [
         _NAMES[i] if i < len(_NAMES) else f"{_NAMES[i % len(_NAMES)]}-{i // len(_NAMES) + 1}"
         for i in range(n_identities)

@@ -180,10 +180,3 @@ def scalar_metrics(similarity: np.ndarray, labels) -> dict:
     metrics = compute_metrics(similarity, labels)
     metrics.pop("per_identity_ap")
     return metrics
-
-
-def cosine_similarity(embeddings: np.ndarray) -> np.ndarray:
-    """All-vs-all cosine similarity (float32) of row vectors."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x @ x.T

@@ -29,6 +29,7 @@ class GalleryBlocks:
 
     @classmethod
     def of(cls, gallery_individuals) -> GalleryBlocks:
+        """The blocks of a gallery whose photos show ``gallery_individuals`` (N,)."""
         labels = np.asarray(gallery_individuals, dtype=object)
         order = np.argsort(labels, kind="stable")
         individuals, starts = np.unique(labels[order], return_index=True)
@@ -57,7 +58,7 @@ def individual_scores(similarity: np.ndarray, gallery_individuals, method: str =
     return scores, blocks.individuals
 
 
-def decision_scores(scores: np.ndarray, normalization: str = "cohort") -> np.ndarray:
+def decision_scores(scores: np.ndarray, normalization: str = "none") -> np.ndarray:
     """The scores the "new individual" decision and the probabilities are made on (Q, I).
 
     ``none``: the individual scores themselves. ``cohort``: each query's scores standardised by
@@ -101,10 +102,12 @@ class OpenSetCalibration:
                          self.calibration_probabilities).astype(np.float32)
 
     def to_json(self) -> dict:
+        """As a JSON-able dict (RUN/open_set.json, a catalogue's model row)."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> OpenSetCalibration:
+        """Read what ``to_json`` wrote."""
         return cls(**data)
 
 
@@ -235,4 +238,5 @@ def format_open_set(calibration: OpenSetCalibration) -> str:
 
 
 def format_open_set_metrics(metrics: dict) -> str:
+    """Open-set numbers (rank-1, AUROC, new caught at the threshold, ...) as text lines."""
     return "\n".join(f"  {label:40} {metrics[key]:.4f}" for key, label in OPEN_SET_LABELS.items() if key in metrics)

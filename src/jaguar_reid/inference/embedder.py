@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..config import DEFAULT_BACKEND, check_backend
 from ..data.dataset import load_pixels, pil_to_pixels
 from ..devices import resolve_device
 from ..postprocess import flip_tta as merge_mirrored
 from ..postprocess import l2_normalize
-from ..runs import Run
+from ..runs import Run, as_runs, ensemble_fingerprint
 from .embed import embed_images
-
-
-ENGINES = ("torch", "onnx", "auto")
 
 
 @dataclass(frozen=True)
@@ -64,23 +63,30 @@ class _Images(Dataset):
 class _Member:
     """One single-seed run: its model (loaded on first use), preprocessing and cache."""
 
-    def __init__(self, run: Run, device: torch.device, checkpoint: str, engine: str):
-        self.run, self.device, self.checkpoint, self.engine = run, device, checkpoint, engine
+    def __init__(self, run: Run, device: torch.device, checkpoint: str, backend: str):
+        self.run, self.device, self.checkpoint, self.backend = run, device, checkpoint, backend
         cfg = run.config
         self.preprocessing = Preprocessing(cfg.data.image_size, cfg.data.alpha)
         self.precision, self.channels_last, self.batch_size = cfg.train.precision, cfg.train.channels_last, cfg.train.eval_batch_size
         self._model = None
 
+    @cached_property
+    def dim(self) -> int:
+        """Embedding size of the run's model (read from its config and weights, without embedding)."""
+        model = self._model if isinstance(self._model, torch.nn.Module) and hasattr(self._model, "embedding_dim") \
+            else self.run.load_model(self.checkpoint)
+        return int(model.embedding_dim)
+
     @property
     def model(self) -> torch.nn.Module:
-        if self._model is None and self.engine == "onnx":
+        if self._model is None and self.backend == "onnx":
             from .onnx import run_onnx_model
 
             try:
                 self._model = run_onnx_model(self.run)
             except Exception as error:  # an architecture the exporter cannot take: PyTorch still can
                 warnings.warn(f"{self.run.path}: ONNX export failed ({type(error).__name__}: {error}); embedding with PyTorch")
-                self.engine = "torch"
+                self.backend = "torch"
         if self._model is None:
             self._model = self.run.load_model(self.checkpoint).to(self.device)
             if self.channels_last:
@@ -102,7 +108,7 @@ class _Member:
         if key is not None and (cached := self.run.cached_embeddings(key)) is not None:
             return cached
         label = f"embedding{' mirrored' if flip else ''} {self.run.path.name}"
-        onnx = self.engine == "onnx"
+        onnx = self.backend == "onnx"
         embeddings = embed_images(self.model, _Images(images, self.preprocessing), batch_size or self.batch_size,
                                   self.device, "fp32" if onnx else self.precision, flip=flip, num_workers=num_workers,
                                   channels_last=self.channels_last and not onnx, progress=label)
@@ -122,36 +128,49 @@ class Embedder:
     similarities (each member's normalised embedding scaled by 1/sqrt(members), concatenated).
     Flip TTA (per member: the mean of the normalised embeddings of an image and its mirror,
     renormalised) follows the first run's ``postprocess.flip_tta`` unless ``flip_tta`` is given.
-    Embeddings of image files are cached in each run folder. ``engine="onnx"`` runs the models
+    Embeddings of image files are cached in each run folder. ``backend="onnx"`` runs the models
     with onnxruntime on the CPU (exported once per run; best weights only; about 5x faster than
-    PyTorch eager for lite0 on two cores); ``"auto"`` does so when the device is the CPU.
+    PyTorch eager for lite0 on two cores); ``"auto"`` (the default) does so when the device is the
+    CPU and the checkpoint is the best one. ``engine=`` is the old name of ``backend=``.
     """
 
     def __init__(self, runs: list[Run], device: str | torch.device = "auto", flip_tta: bool | None = None,
                  checkpoint: str = "best", batch_size: int | None = None, num_workers: int = 0, cache: bool = True,
-                 engine: str = "torch"):
+                 backend: str = DEFAULT_BACKEND, engine: str | None = None):
         if not runs:
             raise ValueError("an Embedder needs at least one run")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-        if engine == "onnx":
+        backend = check_backend(_renamed_backend(backend, engine))
+        if backend == "onnx":
             device = "cpu"
         self.runs = runs
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        if engine == "auto":
-            engine = "onnx" if self.device.type == "cpu" and checkpoint == "best" else "torch"
-        if engine == "onnx" and checkpoint != "best":
-            raise ValueError("the onnx engine embeds with the best checkpoint only")
-        self.members = [_Member(member, self.device, checkpoint, engine) for run in runs for member in run.members]
+        if backend == "auto":
+            backend = "onnx" if self.device.type == "cpu" and checkpoint == "best" else "torch"
+        if backend == "onnx" and checkpoint != "best":
+            raise ValueError("the onnx backend embeds with the best checkpoint only")
+        self.members = [_Member(member, self.device, checkpoint, backend) for run in runs for member in run.members]
         self.flip_tta = runs[0].config.postprocess.flip_tta if flip_tta is None else flip_tta
         self.batch_size, self.num_workers, self.cache = batch_size, num_workers, cache
 
     @classmethod
     def from_runs(cls, runs, device: str | torch.device = "auto", **kwargs) -> Embedder:
         """Build from run folders (paths or ``Run`` objects); see the class for the options."""
-        if isinstance(runs, (str, Path, Run)):
-            runs = [runs]
-        return cls([r if isinstance(r, Run) else Run(r) for r in runs], device, **kwargs)
+        return cls(as_runs(runs), device, **kwargs)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the ensemble's weights and configs (16 hex digits; see ``runs.ensemble_fingerprint``)."""
+        return ensemble_fingerprint(self.runs)
+
+    @property
+    def dim(self) -> int:
+        """Size of the vectors ``embed`` returns."""
+        return sum(member.dim for member in self.members)
+
+    @property
+    def preprocessing(self) -> list[Preprocessing]:
+        """What each member expects (input size, alpha policy), in member order."""
+        return [member.preprocessing for member in self.members]
 
     def _member_embeddings(self, member: _Member, images, flip: bool) -> np.ndarray:
         return member.embed(images, flip, self.batch_size, self.num_workers, self.cache)
@@ -172,6 +191,13 @@ class Embedder:
         flip = self.flip_tta if flip_tta is None else flip_tta
         raw, tta = self.embed_views(images, flip)
         return tta if flip else raw
+
+
+def _renamed_backend(backend: str, engine: str | None) -> str:
+    if engine is None:
+        return backend
+    warnings.warn("Embedder(engine=...) is now Embedder(backend=...)", DeprecationWarning, stacklevel=4)
+    return engine
 
 
 def _combine(parts: list[np.ndarray]) -> np.ndarray:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import RunFolderError
 from ..files import atomic_path
-from ..runs import Run
+from ..runs import Run, as_runs, ensemble_fingerprint
 
 OPSET = 18
 
@@ -31,6 +31,7 @@ class EmbeddingGraph(nn.Module):
         self.models, self.flip_tta = nn.ModuleList(models), flip_tta
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) in [0, 1] to L2-normalised ensemble embeddings (N, D)."""
         parts = []
         for model in self.models:
             embedding = nn.functional.normalize(model(images), dim=1, eps=1e-12)
@@ -60,7 +61,7 @@ def _export(module: nn.Module, image_size: int, path: Path, metadata: dict[str, 
 
 def export_onnx(runs, out: str | Path, flip_tta: bool | None = None) -> Path:
     """Write the run(s) as one ONNX model (see the module docstring); returns ``out``."""
-    runs = [r if isinstance(r, Run) else Run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
+    runs = as_runs(runs)
     members = [m for run in runs for m in run.members]
     sizes = {m.config.data.image_size for m in members}
     if len(sizes) > 1:
@@ -68,7 +69,7 @@ def export_onnx(runs, out: str | Path, flip_tta: bool | None = None) -> Path:
     flip = runs[0].config.postprocess.flip_tta if flip_tta is None else flip_tta
     graph = EmbeddingGraph([m.load_model() for m in members], flip)
     metadata = {"image_size": str(sizes.pop()), "alpha": members[0].config.data.alpha, "flip_tta": str(flip).lower(),
-                "fingerprint": "+".join(run.fingerprint() for run in runs), "producer": "jaguar-reid"}
+                "fingerprint": ensemble_fingerprint(runs), "producer": "jaguar-reid"}
     return _export(graph, int(metadata["image_size"]), Path(out), metadata)
 
 
@@ -89,6 +90,7 @@ class OnnxModule(nn.Module):
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Run the exported graph with onnxruntime on a CPU batch (N, 3, H, W); returns a tensor."""
         return torch.from_numpy(self.session.run(None, {"images": images.float().cpu().numpy()})[0])
 
 

@@ -21,12 +21,15 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """Pool a feature map over ``dims`` with exponent p."""
         p = self.p.float()
         return x.float().clamp(min=self.eps).pow(p).mean(dim=dims).pow(1.0 / p)
 
 
 class AveragePool(nn.Module):
+    """Average pooling over the spatial dimensions."""
     def forward(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """Mean of a feature map over ``dims``."""
         return x.float().mean(dim=dims)
 
 
@@ -147,6 +150,7 @@ class ReIDModel(nn.Module):
         self._frozen = _freeze_leading_stages(backbone, cfg.freeze_stages)
 
     def train(self, mode: bool = True) -> ReIDModel:
+        """Train mode, except a frozen backbone stays in eval mode (its batch-norm statistics do not move)."""
         super().train(mode)
         for module in self._frozen:
             module.eval()
@@ -168,8 +172,10 @@ class ReIDModel(nn.Module):
         return self.pool(features[:, self.num_prefix_tokens :], (1,))  # vision transformer: pool the patch tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W), normalised inside, to embeddings (N, embedding_dim), not L2-normalised."""
         return self.neck(self.pooled(images))
 
 
 def create_reid_model(cfg: ModelConfig, weights: str | Path | None = None, image_size: int | None = None) -> ReIDModel:
+    """A ``ReIDModel`` for ``cfg``: the backbone with its pretrained weights (hub, offline package, or ``weights`` file)."""
     return ReIDModel(create_backbone(cfg, weights, image_size), cfg)

@@ -23,6 +23,7 @@ _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_b
 
 
 def offline_package_available(backbone: str) -> bool:
+    """True when the pip package with offline weights for ``backbone`` is installed."""
     return _LITE.match(backbone) is not None
 
 
@@ -57,6 +58,7 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], block_layout: list[int]) -
 
 
 def offline_state_dict(backbone: str, block_layout: list[int]) -> dict[str, torch.Tensor]:
+    """The offline package's ImageNet weights for ``backbone``, renamed to timm's keys."""
     match = _LITE.match(backbone)
     if match is None:
         raise WeightsError(f"no offline weights package for {backbone!r}")

@@ -18,7 +18,12 @@ from PIL import Image, ImageDraw, ImageOps
 
 from ..data.images import load_image
 from ..evaluation.evaluate import Evaluation
-from ..evaluation.metrics import METRIC_LABELS, METRIC_NAMES, compute_metrics, per_query_ap
+from ..evaluation.metrics import (
+    METRIC_LABELS,
+    METRIC_NAMES,
+    compute_metrics,
+    per_query_ap,
+)
 from ..files import atomic_write_text
 from ..runs import REPORT_FILE, Run
 
@@ -96,6 +101,7 @@ def training_curves(run: Run) -> str | None:
 
 
 def identity_bars(per_identity: dict[str, float], stage: str) -> str:
+    """A bar chart of the AP per identity (PNG as base64)."""
     names = sorted(per_identity, key=per_identity.get)
     figure = Figure(figsize=(11, max(2.5, 0.22 * len(names))))
     axis = figure.subplots()
@@ -107,6 +113,7 @@ def identity_bars(per_identity: dict[str, float], stage: str) -> str:
 
 
 def similarity_histogram(similarity: np.ndarray, labels: np.ndarray, stage: str) -> str:
+    """Histograms of same- and different-identity similarities (PNG as base64)."""
     off = ~np.eye(len(labels), dtype=bool)
     same = (labels[:, None] == labels[None, :])[off]
     values = similarity[off]

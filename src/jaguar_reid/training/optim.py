@@ -38,6 +38,7 @@ def parameter_groups(cfg: Config, model: nn.Module, criterion: nn.Module) -> lis
 
 
 def build_optimizer(cfg: Config, model: nn.Module, criterion: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD over the model and criterion: head learning rate, layer decay, no weight decay on 1-D parameters."""
     groups = parameter_groups(cfg, model, criterion)
     if cfg.optimizer.name == "sgd":
         return torch.optim.SGD(groups, momentum=0.9, nesterov=True)
@@ -57,5 +58,6 @@ def lr_factor(epoch: int, cfg: Config) -> float:
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Scale every parameter group's initial learning rate by ``factor``."""
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * factor

@@ -19,6 +19,8 @@ from ..config import Config
 from ..data.competition import Competition
 from ..data.split import Split
 from ..runs import STAGES_DIR, Run
+from .loop import train_one
+from .session import Distributed
 
 HEAD, FINETUNE = "head", "finetune"
 
@@ -32,6 +34,7 @@ class FinetuneDecision:
 
 
 def uses_stages(cfg: Config) -> bool:
+    """True when ``cfg`` trains a head on frozen features and may fine-tune after it."""
     return cfg.train.head_only and cfg.train.epochs > 0 and cfg.finetune.mode != "never"
 
 
@@ -51,7 +54,7 @@ def finetune_decision(cfg: Config, train_labels) -> FinetuneDecision:
 
 
 def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
-                 distributed, train_one) -> dict:
+                 distributed: Distributed) -> dict:
     """Train the head, then maybe fine-tune from it. Returns the kept stage's summary with ``stage``
     (the run's model: ``stages/<stage>``), ``choice`` (why) and every stage's best metrics."""
     head_cfg = cfg.with_overrides({"finetune.mode": "never"})

@@ -15,22 +15,27 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .catalog import Catalog
-from .config import load_config
-from .data.competition import load_competition
-from .data.synthetic import make_demo_data
-from .data.tables import read_labels
-from .evaluation.evaluate import evaluate_embedder, format_table
-from .evaluation.open_set import format_open_set, format_open_set_metrics, open_set_metrics
-from .evaluation.scoring import score_submission
-from .files import atomic_path, atomic_write_json
-from .inference.embedder import Embedder
-from .inference.pipeline import predict
-from .postprocess import describe_chain
-from .report.html import write_report
-from .runs import Run
-from .training.stages import uses_stages
-from .training.trainer import train
+from ..config import load_config
+from ..data.competition import load_competition
+from ..data.synthetic import make_demo_data
+from ..data.tables import read_labels
+from ..evaluation.evaluate import format_table
+from ..evaluation.open_set import (
+    format_open_set,
+    format_open_set_metrics,
+    open_set_metrics,
+)
+from ..evaluation.scoring import score_submission
+from ..files import atomic_path, atomic_write_json
+from ..inference.embedder import Embedder
+from ..postprocess import describe_chain
+from ..report.html import write_report
+from ..runs import Run
+from ..training.stages import uses_stages
+from ..training.trainer import train
+from .catalogue import create_catalog
+from .evaluate import evaluate_embedder
+from .predict import predict
 
 # Sized for a few minutes of training on two CPU cores; every value is a --set away. The preset's
 # fine-tuning stage runs 2 epochs here instead of 4 (the demo's quicker config, said in its output).
@@ -64,7 +69,7 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
         say(f"      kept the {summary['stage']} stage: {summary['choice']}")
 
     say(f"[4/6] predicting the test pairs ({describe_chain(cfg.postprocess)})")
-    embedder = Embedder.from_runs([trained], engine="auto")
+    embedder = Embedder.from_runs([trained])
     submission = predict([trained], data, out / "submission.csv", cfg.postprocess, embedder=embedder)
     scores = score_submission(submission, data / "test.csv", data / "test_labels.csv")
 
@@ -74,7 +79,7 @@ def run_demo(out: str | Path = "jaguar_demo", scale: float = 0.5, epochs: int | 
     paths = [competition.test_dir / name for name in competition.pairs.images]
     labels = np.array([answers[name] for name in competition.pairs.images], dtype=object)
     evaluation = evaluate_embedder(embedder, paths, labels, cfg.postprocess, set_name="synthetic test set",
-                                   baseline=Embedder.from_runs([frozen], engine="auto"))
+                                   baseline=Embedder.from_runs([frozen]))
     atomic_write_json(out / "demo_results.json", evaluation.to_json())
     report = write_report(trained, evaluation, out=out / "report.html", title="jaguar-reid demo")
     say("[6/6] a catalogue of the trained animals (catalog.db), identifying every test photo")
@@ -116,7 +121,7 @@ def _catalogue_step(out: Path, trained: Run, competition, answers: dict) -> dict
     path = out / "catalog.db"
     path.unlink(missing_ok=True)
     shutil.rmtree(out / "catalog_images", ignore_errors=True)
-    catalog = Catalog.create(path, [trained])
+    catalog = create_catalog(path, [trained])
     known = competition.train[competition.train["filename"].isin(set(trained.split.train + trained.split.val))]
     labels = out / "catalog_known.csv"
     with atomic_path(labels) as tmp:

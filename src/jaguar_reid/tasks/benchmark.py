@@ -20,22 +20,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .data.competition import load_competition
-from .data.split import make_split, read_metadata_column
-from .evaluation.evaluate import ablation, pair_subsets
-from .evaluation.metrics import METRIC_NAMES
-from .files import atomic_write_text
-from .inference.embedder import Embedder
-from .runs import EMBEDDINGS_DIR, STAGES_DIR, Run
-from .training.stages import HEAD
-from .training.trainer import train
+from ..config import Config
+from ..data.competition import load_competition
+from ..data.split import make_split, read_metadata_column
+from ..evaluation.evaluate import ablation, pair_subsets
+from ..evaluation.metrics import METRIC_NAMES
+from ..files import atomic_write_text
+from ..inference.embedder import Embedder
+from ..runs import EMBEDDINGS_DIR, STAGES_DIR, Run
+from ..training.stages import HEAD
+from ..training.trainer import train
 
 RESIGHTING = {"split.min_groups": 4, "split.val_fraction": 0.25}
 
 
 @dataclass
 class Recipe:
+    """A named training config to benchmark."""
     name: str
     config: Config
 
@@ -81,7 +82,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
             paths, labels = competition.train_paths(names), competition.labels(names)
             groups = read_metadata_column(metadata_csv, group_column, names)
             sides = read_metadata_column(metadata_csv, side_column, names) if side_column else None
-            raw, tta = Embedder.from_runs([run], engine="auto").embed_views(paths, recipe.config.postprocess.flip_tta)
+            raw, tta = Embedder.from_runs([run]).embed_views(paths, recipe.config.postprocess.flip_tta)
             for subset, exclude in pair_subsets(groups, _clean_sides(sides)).items():
                 for step, metrics in ablation(raw, tta, labels, recipe.config.postprocess,
                                               flip=recipe.config.postprocess.flip_tta, exclude=exclude):

@@ -1,0 +1,120 @@
+"""Open-set identification against a gallery of known photos: pure NumPy, no database.
+
+``Gallery`` holds one model's embeddings of the catalogue's identified photos; ``identify``
+ranks the individuals for each query vector and gives the verdict (``known`` or ``new``).
+Queries go through in chunks (``EmbeddingIndex.similarities`` on at most ``chunk`` queries at a
+time), so memory stays bounded however many photos are identified at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..evaluation.open_set import (
+    GalleryBlocks,
+    OpenSetCalibration,
+    decision_scores,
+    individual_scores,
+)
+from .search import EmbeddingIndex
+
+EXCLUDED_SIMILARITY = -2.0  # below any cosine similarity: a photo never matches itself
+
+
+@dataclass
+class Candidate:
+    """One individual proposed for a photo."""
+
+    individual: str
+    score: float  # from its photos' cosine similarities (max, or mean of the top k)
+    decision_score: float  # what the threshold and the probability read (see evaluation.open_set.decision_scores)
+    probability: float
+    photos: list[dict]  # its best-matching catalogue photos: sha256, original_name, path, similarity
+
+
+@dataclass
+class Identification:
+    """The answer for one photo: ranked candidates and the verdict (``known`` or ``new``)."""
+
+    photo: str
+    sha256: str | None
+    verdict: str
+    individual: str | None
+    threshold: float
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """As plain JSON-able dicts (what ``identify --json`` writes)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """A catalogue's identified photos under one model.
+
+    ``vectors``: (N, D) float32, L2-normalised; ``individuals``: (N,) names; ``photos``: N dicts
+    (sha256, original_name, path); ``key``: the state it was read at (model id, change counter).
+    """
+
+    vectors: EmbeddingIndex
+    individuals: np.ndarray
+    photos: list[dict]
+    key: tuple = ()
+    blocks: GalleryBlocks = field(init=False)
+    position: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "blocks", GalleryBlocks.of(self.individuals))
+        object.__setattr__(self, "position", {photo["sha256"]: i for i, photo in enumerate(self.photos)})
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def members(self, individual_column: int) -> np.ndarray:
+        """Gallery positions of the photos of ``blocks.individuals[individual_column]``."""
+        starts = self.blocks.starts
+        stop = starts[individual_column + 1] if individual_column + 1 < len(starts) else len(self.photos)
+        return self.blocks.order[starts[individual_column]:stop]
+
+
+def identify(gallery: Gallery, queries: np.ndarray, calibration: OpenSetCalibration, top_k: int = 5,
+             photos_per_individual: int = 3, query_sha256: list[str | None] | None = None,
+             chunk: int = 256) -> list[tuple[str, str | None, list[Candidate]]]:
+    """For each query vector (Q, D): (verdict, proposed individual or None, top-k candidates).
+
+    The verdict reads the best individual's decision score against ``calibration.threshold``,
+    whatever ``top_k`` is. A query whose ``query_sha256`` is a gallery photo is not matched with it.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    hashes = query_sha256 or [None] * len(queries)
+    answers = []
+    for start in range(0, len(queries), chunk):
+        similarity = gallery.vectors.similarities(queries[start:start + chunk])
+        for row, sha256 in enumerate(hashes[start:start + chunk]):
+            if sha256 in gallery.position:
+                similarity[row, gallery.position[sha256]] = EXCLUDED_SIMILARITY
+        scores, individuals = individual_scores(similarity, gallery.blocks, calibration.method, calibration.k)
+        decisions = decision_scores(scores, calibration.normalization)
+        for row in range(len(similarity)):
+            answers.append(_ranking(gallery, similarity[row], scores[row], decisions[row], individuals, calibration,
+                                    top_k, photos_per_individual))
+    return answers
+
+
+def _ranking(gallery: Gallery, similarity, scores, decision, individuals, calibration: OpenSetCalibration, top_k: int,
+             photos_per_individual: int) -> tuple[str, str | None, list[Candidate]]:
+    order = np.argsort(-decision, kind="stable")[:top_k]
+    probabilities = calibration.probability(decision[order])
+    candidates = []
+    for column, probability in zip(order, probabilities):
+        members = gallery.members(column)
+        best = members[np.argsort(-similarity[members], kind="stable")[:photos_per_individual]]
+        candidates.append(Candidate(str(individuals[column]), float(scores[column]), float(decision[column]),
+                                    float(probability),
+                                    [{**gallery.photos[j], "similarity": float(similarity[j])} for j in best]))
+    known = decision[order[0]] >= calibration.threshold
+    return ("known", candidates[0].individual, candidates) if known else ("new", None, candidates)
