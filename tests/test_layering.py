@@ -35,8 +35,9 @@ LAZY_ALLOWED = {"cli", "__init__"}
 
 
 def _layer(module: str) -> str:
-    """``jaguar_reid.catalog.gallery`` -> ``catalog``."""
-    return module.split(".")[1]
+    """``jaguar_reid.catalog.gallery`` -> ``catalog``; a name of the package itself (``__version__``) -> ``__init__``."""
+    part = module.split(".")[1]
+    return part if part in RANK else "__init__"
 
 
 def _imports(path: Path):

@@ -15,8 +15,9 @@ The public API, imported lazily (``import jaguar_reid`` loads no torch until a n
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version
 
-__version__ = "0.3.0"
+__version__ = version("jaguar-reid")  # pyproject.toml holds the one version number
 
 _EXPORTS = {
     "Config": "config", "load_config": "config", "preset_names": "config",

@@ -20,7 +20,12 @@ class DataError(UserError, ValueError):
 
 
 class ImageLoadError(DataError):
-    """A corrupt, truncated or unreadable image file."""
+    """A corrupt, truncated or unreadable image file; ``reason`` says why in a few words
+    ("empty file", "not an image", "truncated or damaged image", ...)."""
+
+    def __init__(self, message: str, reason: str = "cannot read image"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class WeightsError(UserError, RuntimeError):

@@ -3,6 +3,7 @@ upload, review with keyboard and mouse, confirm, new individual, undo, skip, rej
 The catalogue's contents are checked after each step. Saves a screenshot of the review page
 (into ``JAGUAR_REID_SCREENSHOTS`` if set, e.g. docs/images for the README)."""
 
+import json
 import os
 import shutil
 import socket
@@ -62,11 +63,16 @@ def test_review_session(server, page, demo_root, tmp_path):
     base, path = server
     photos = sorted((demo_root / "test" / "test").glob("*.png"))[:4]
 
+    notes = tmp_path / "notes.txt"
+    notes.write_text("camera 7, day 3")
+    page.goto(f"{base}/history")
+    assert "No decisions yet" in page.text_content("#no-decisions")  # an empty page says what to do next
     page.goto(f"{base}/upload")
-    page.set_input_files("#photos", [str(p) for p in photos])
+    page.set_input_files("#photos", [str(p) for p in photos] + [str(notes)])
     page.click("#upload-button")
     page.wait_for_url("**/review?message=*")
-    assert "4 photo(s) queued" in page.text_content(".message")
+    message = page.text_content(".message")  # the good photos go in, the others are listed with the reason
+    assert "4 photo(s) queued" in message and "not added: notes.txt (not an image)" in message
     stats, _ = _state(path)
     assert stats["photos_queued"] == 4
 
@@ -98,6 +104,23 @@ def test_review_session(server, page, demo_root, tmp_path):
     stats, log = _state(path)
     assert log[0]["decision"] == "known" and log[0]["individual"] == first and log[0]["original_name"] == first_photo
     assert log[0]["who"] == "tester" and stats["photos_queued"] == 3
+
+    verdict = page.text_content("#verdict")  # one wording, led by the calibrated probability
+    level = page.get_attribute("#verdict", "data-level")
+    assert {"known": " (p ", "uncertain": "uncertain: ", "new": "probably a new individual (best: "}[level] in verdict
+    shown = {c.get_attribute("data-individual") for c in page.query_selector_all(".candidate")}
+    others = sorted({i["name"] for i in Catalog(path).individuals()} - shown)
+    if others:  # an individual outside the top candidates: typed into the search box, with completion
+        assigned_photo = page.text_content(".query h2")
+        page.keyboard.press("a")
+        page.keyboard.type(others[0])
+        with page.expect_navigation():
+            page.click("#assign-button")
+        stats, log = _state(path)
+        assert log[0]["individual"] == others[0] and log[0]["original_name"] == assigned_photo
+        assert json.loads(log[0]["candidates"])[0]["individual"] in shown  # logged with what the page showed
+        with page.expect_navigation():
+            page.keyboard.press("u")
 
     page.keyboard.press("n")
     page.keyboard.type("Zorro")

@@ -127,13 +127,17 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path, filled, known):
     shutil.copy(good[0], photos / "fine.png")
     (photos / "notes.png").write_text("not an image")
     with pytest.raises(ImageLoadError, match=r"notes\.png: not an image"):
-        catalog.add(photos)
+        catalog.add(photos, strict=True)  # today's all-or-nothing refusal, on request
     (photos / "notes.png").unlink()
     data = good[1].read_bytes()
     (photos / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageLoadError, match=r"cut\.png: cannot read image"):
-        catalog.add(photos)
+        catalog.add(photos, strict=True)
+    (photos / "fine.png").unlink()
+    with pytest.raises(DataError, match=r"photos: no readable photo; skipped cut\.png \(truncated PNG\)"):
+        catalog.add(photos)  # nothing readable left: an error that names what was skipped
     (photos / "cut.png").unlink()
+    shutil.copy(good[0], photos / "fine.png")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no photos in this folder"):
         catalog.add(tmp_path / "empty")
@@ -288,3 +292,38 @@ def test_a_crop_box_is_stored_and_matching_reruns_on_it(filled, demo_root):
         catalog.crop(photo, (0, 0, 8, 8))
     catalog.crop(photo, None)
     assert catalog.find_image(photo)["crop_left"] is None and np.abs(vector() - whole).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_a_memory_card_imports_its_photos_and_lists_what_it_skipped(tmp_path, filled, known):
+    """A camera's card: photos in sub-folders beside notes, a thumbnail cache, an empty file, a
+    truncated JPEG, the labels CSV and a photo already in the catalogue."""
+    from PIL import Image
+
+    catalog, folder = filled, known[0]
+    card = tmp_path / "DCIM"
+    (card / "100CANON").mkdir(parents=True)
+    good = sorted(folder.glob("*.png"))
+    with Image.open(good[0]) as image:  # a new photo (not in the catalogue yet), with the camera's EXIF
+        exif = Image.Exif()
+        exif[0x0132] = "2026:11:30 05:42:10"
+        image.convert("RGB").resize((90, 70)).save(card / "100CANON" / "IMG_0001.JPG", exif=exif)
+    shutil.copy(good[1], card / "100CANON" / "IMG_0002.PNG")  # already catalogued: a duplicate
+    (card / "notes.txt").write_text("day 3, camera 7")
+    (card / "Thumbs.db").write_bytes(b"\x00\x01thumbnail cache")
+    (card / "100CANON" / "IMG_0003.JPG").write_bytes(b"")
+    jpeg = (card / "100CANON" / "IMG_0001.JPG").read_bytes()
+    (card / "100CANON" / "IMG_0004.JPG").write_bytes(jpeg[: len(jpeg) // 2])
+    shutil.copy(known[1], card / "labels.csv")
+    report = catalog.add(card)
+    assert report.added == 1 and report.queued == 1
+    assert {s["file"]: s["reason"] for s in report.skipped} == {
+        "notes.txt": "not an image", "Thumbs.db": "not an image", "labels.csv": "not an image",
+        "100CANON/IMG_0003.JPG": "empty file", "100CANON/IMG_0004.JPG": "truncated JPEG",
+        "100CANON/IMG_0002.PNG": f"duplicate of {good[1].name}"}
+    added = catalog.find_image(card / "100CANON" / "IMG_0001.JPG")
+    assert added["date"] == "2026-11-30T05:42:10"  # from EXIF, as no metadata CSV says otherwise
+    results = catalog.identify(card)
+    assert [r.photo for r in results] == ["100CANON/IMG_0001.JPG", "100CANON/IMG_0002.PNG"]
+    assert {s["file"] for s in results.skipped} == {"notes.txt", "Thumbs.db", "labels.csv", "100CANON/IMG_0003.JPG",
+                                                    "100CANON/IMG_0004.JPG"}

@@ -59,3 +59,16 @@ def test_chunks_give_the_same_answers_as_one_block():
     chunked = identify(gallery, queries, _calibration(0.3), top_k=4, chunk=3)
     assert [(v, i, [c.individual for c in cs], [c.score for c in cs]) for v, i, cs in whole] == \
            [(v, i, [c.individual for c in cs], [c.score for c in cs]) for v, i, cs in chunked]
+
+
+def test_one_wording_for_the_three_levels_of_a_verdict():
+    from jaguar_reid.catalog import Candidate, Identification
+
+    def said(verdict, probability):
+        result = Identification("a.jpg", None, verdict, "Bororo" if verdict == "known" else None, 0.5,
+                                [Candidate("Bororo", 0.9, 0.9, probability, []), Candidate("Ipepo", 0.5, 0.5, 0.01, [])])
+        return result.level, result.says, result.to_json()["says"]
+
+    assert said("known", 0.82) == ("known", "Bororo (p 0.82)", "Bororo (p 0.82)")
+    assert said("known", 0.10)[:2] == ("uncertain", "uncertain: Bororo p 0.10, compare closely")
+    assert said("new", 0.02)[:2] == ("new", "probably a new individual (best: Bororo p 0.02)")

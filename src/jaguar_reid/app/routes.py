@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from ..catalog import Catalog
 from ..catalog.review import default_who
 from ..catalog.store import check_photo
-from ..errors import CatalogError, UserError
+from ..errors import CatalogError, ImageLoadError, UserError
 from .security import check_csrf, csrf_token
 
 
@@ -125,19 +125,27 @@ async def upload(request: Request, state: State):
     folder = Path(tempfile.mkdtemp(prefix="jaguar-reid-upload-"))
     paths = [folder / f"upload_{index}" for index in range(len(files))]  # the uploaded name is data, never a path
     names = [_safe_name(f.filename) for f in files]
+    rejected, good = [], []
     try:
-        for path, upload_file in zip(paths, files):
+        for path, name, upload_file in zip(paths, names, files):
             with open(path, "wb") as out:
                 shutil.copyfileobj(upload_file.file, out)
-            check_photo(path, state.max_pixels)  # decoded here, whatever its name says: a non-image stops the upload
+            try:
+                check_photo(path, state.max_pixels)  # decoded here, whatever its name says
+                good.append((path, name))
+            except ImageLoadError as error:  # the good photos still go in; this one is listed
+                rejected.append(f"{name} ({error.reason})")
+        if not good:
+            raise CatalogError(f"no photo could be read: {', '.join(rejected)}")
         with state.lock:
-            report = state.catalog.add(paths, names=names, who=reviewer(request))
+            report = state.catalog.add([p for p, _ in good], names=[n for _, n in good], who=reviewer(request))
     except UserError as error:  # name the uploaded file, not the temporary one
         raise CatalogError(_uploaded_names(str(error), paths, names)) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    skipped = f"; {len(report.duplicates)} already in the catalogue" if report.duplicates else ""
-    return back("/review", f"{report.added} photo(s) queued for review{skipped}")
+    rejected += [f"{s['file']} ({s['reason']})" for s in report.skipped]
+    listed = f"; not added: {', '.join(rejected)}" if rejected else ""
+    return back("/review", f"{report.added} photo(s) queued for review{listed}")
 
 
 # ---- review -----------------------------------------------------------------------------------------------------------
@@ -152,10 +160,12 @@ def review(request: Request, state: State, after: int = 0):
             return page(request, "review.html", image=None, remaining=remaining, after=after)
         image = queued[0]
         result = state.catalog.identify([state.catalog.store.path(image["stored_path"])], top_k=state.top_k)[0]
-        last = _last_decision(state.catalog)
+        last = state.catalog.last_decision()
     shown = json.dumps([{"individual": c.individual, "score": c.score, "decision_score": c.decision_score,
                          "probability": c.probability, "photos": [p["sha256"] for p in c.photos]} for c in result.candidates])
-    return page(request, "review.html", image=image, result=result, remaining=remaining, after=after, last=last, shown=shown)
+    names = [i["name"] for i in state.catalog.individuals()]
+    return page(request, "review.html", image=image, result=result, remaining=remaining, after=after, last=last, shown=shown,
+                names=names)
 
 
 @router.post("/review/{image_id}")
@@ -302,11 +312,3 @@ def _shown(text: str | None) -> list[dict] | None:
     if not isinstance(shown, list) or not all(isinstance(c, dict) for c in shown):
         raise CatalogError("the review form's list of shown candidates is malformed; reload the page")
     return shown
-
-
-def _last_decision(catalog: Catalog) -> dict | None:
-    """The newest decision not undone yet (what the review page's undo button takes back)."""
-    recent = catalog.decision_log(limit=50)
-    undone = {d["undoes"] for d in recent if d["decision"] == "undo"}
-    rows = [d for d in recent if d["decision"] != "undo" and d["id"] not in undone]
-    return rows[0] if rows else None

@@ -8,6 +8,7 @@ shortcuts. Every action is one database transaction.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -90,11 +91,27 @@ def create_app(location: str | Path, token: str | None = None, max_upload_mb: in
     return app
 
 
-def serve(location: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, **options) -> None:
-    """Run the app with uvicorn; beyond this machine (``host`` not loopback) a token is required."""
-    import uvicorn
-
+def check_address(host: str, port: int, token: str | None) -> None:
+    """One-line errors, before anything is served: a port out of range, an address beyond this
+    machine without a token, or a port another program already listens on."""
+    if not 1 <= port <= 65535:
+        raise CatalogError(f"--port {port} is out of range: choose a port from 1 to 65535 (e.g. 8000)")
     if host not in LOOPBACK and not token:
         raise CatalogError(f"listening on {host} needs --token (or JAGUAR_REID_TOKEN): the app holds your team's data")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CatalogError(f"cannot listen on {host}:{port} ({error.strerror}): another program uses it, "
+                               "or the address is not this machine's; choose another --port or --host") from None
+
+
+def serve(location: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, **options) -> None:
+    """Run the app with uvicorn (after ``check_address``); beyond this machine a token is required."""
+    import uvicorn
+
+    check_address(host, port, token)
     app = create_app(location, token=token, **options)
     uvicorn.run(app, host=host, port=port, log_level="warning")

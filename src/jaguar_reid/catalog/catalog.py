@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..config import DEFAULT_BACKEND, check_backend
 from ..data.split import read_metadata
@@ -38,15 +37,15 @@ from .database import (
     is_url,
     upgrade_schema,
 )
-from .export import export_kaggle
+from .export import export_folders, export_kaggle
 from .gallery import Candidate, Gallery, Identification, identify
-from .photos import crop_box, image_row, list_photos, model_input, read_label_map
+from .photos import check_photos, crop_box, image_row, list_photos, model_input, nothing_readable, read_label_map
 from .repository import Repository
 from .schema import Status, images
 from .search import EmbeddingIndex
 from .store import ImageStore, check_photo
 
-__all__ = ["AddReport", "Candidate", "Catalog", "Identification"]
+__all__ = ["AddReport", "Candidate", "Catalog", "Identification", "Identifications"]
 
 
 @dataclass
@@ -58,6 +57,15 @@ class AddReport:
     queued: int = 0
     new_individuals: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (photo, the catalogue photo it repeats)
+    skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}: unreadable files and duplicates
+
+
+class Identifications(list):
+    """``Identification`` of each readable photo, in order; ``skipped``: ``{"file", "reason"}`` of the others."""
+
+    def __init__(self, results, skipped: list[dict]):
+        super().__init__(results)
+        self.skipped = skipped
 
 
 class Catalog:
@@ -96,14 +104,7 @@ class Catalog:
         (default for a SQLite file ``catalog.db``: ``catalog_images/`` beside it; a URL needs one).
         ``calibration``: the open-set calibration (default: the run's own, see ``bind``). A failed
         create leaves nothing behind (no file, no tables)."""
-        if not is_url(location) and Path(location).exists():
-            raise CatalogError(f"{location}: already exists (open it, or choose another path)")
-        if not is_url(location) and not Path(location).resolve().parent.is_dir():
-            raise CatalogError(f"{location}: the folder {Path(location).parent} does not exist (create it first)")
-        if store is None and is_url(location):
-            raise CatalogError(f"{display_name(location)}: a database URL needs --store DIR for the photos")
-        if not runs:
-            raise CatalogError("a catalogue needs a trained run (--run RUN)")
+        cls.check_new(location, store, runs)
         stored = str(Path(store).resolve()) if store is not None else f"{Path(location).stem}_images"
         database = connect(location)
         create_schema(database, {"image_store": stored}, display_name(location))
@@ -118,6 +119,18 @@ class Catalog:
             raise
         database.dispose()
         return catalog
+
+    @staticmethod
+    def check_new(location: str | Path, store: str | Path | None, runs) -> None:
+        """One-line errors for a catalogue that cannot be created there (before any work is done)."""
+        if not is_url(location) and Path(location).exists():
+            raise CatalogError(f"{location}: already exists (open it, or choose another path)")
+        if not is_url(location) and not Path(location).resolve().parent.is_dir():
+            raise CatalogError(f"{location}: the folder {Path(location).parent} does not exist (create it first)")
+        if store is None and is_url(location):
+            raise CatalogError(f"{display_name(location)}: a database URL needs --store DIR for the photos")
+        if not runs:
+            raise CatalogError("a catalogue needs a trained run (--run RUN)")
 
     @staticmethod
     def upgrade(location: str | Path) -> tuple[int, int]:
@@ -196,22 +209,28 @@ class Catalog:
     # ---- adding photos -----------------------------------------------------------------------------
 
     def add(self, photos, labels: str | Path | None = None, metadata: str | Path | None = None,
-            who: str | None = None, names: list[str] | None = None) -> AddReport:
-        """Add a folder (or list) of photos: those named in ``labels`` (filename,ground_truth) as known
-        individuals, the rest queued for review. ``metadata`` (filename plus side/date/location and
-        any other columns) is stored with them. Duplicates (same content) are reported and skipped.
-        ``names``: the photos' original names when the files are not under them (uploads)."""
+            who: str | None = None, names: list[str] | None = None, strict: bool = False) -> AddReport:
+        """Add a folder (searched recursively) or list of photos: those named in ``labels``
+        (filename,ground_truth) as known individuals, the rest queued for review. ``metadata``
+        (filename plus side/date/location and any other columns) is stored with them; without it
+        the date and place come from the photos' EXIF. Files that are not readable photos and
+        duplicates (same content) are skipped and listed in ``report.skipped``; ``strict`` refuses
+        the whole import at the first unreadable file instead. ``names``: the photos' original
+        names when the files are not under them (uploads)."""
         listed, paths = list_photos(photos)
         names = listed if names is None else [Path(n).name for n in names]
         label_of = read_label_map(labels, names, photos) if labels is not None else {}
         meta_of = ({row["filename"]: row for row in read_metadata(metadata).to_dict("records")}
                    if metadata is not None else {})
-        checked = [check_photo(p) for p in tqdm(paths, desc="checking photos", unit="photo", leave=False)]
-        report, fresh = AddReport(), []
-        existing, first_of = self.repository.names_by_hash([c.sha256 for c in checked]), {}
-        for name, photo in zip(names, checked):
+        checked, skipped = check_photos(names, paths, strict)
+        if not checked:
+            raise nothing_readable(photos if isinstance(photos, (str, Path)) else "the photos given", skipped)
+        report, fresh = AddReport(skipped=skipped), []
+        existing, first_of = self.repository.names_by_hash([c.sha256 for _, c in checked]), {}
+        for name, photo in checked:
             if photo.sha256 in existing or photo.sha256 in first_of:
                 report.duplicates.append((name, existing.get(photo.sha256) or first_of[photo.sha256]))
+                report.skipped.append({"file": name, "reason": f"duplicate of {report.duplicates[-1][1]}"})
                 continue
             first_of[photo.sha256] = name
             fresh.append((name, photo))
@@ -246,17 +265,21 @@ class Catalog:
                                       "path": str(self.store.path(r.stored_path))} for r in rows], key)
         return self._gallery
 
-    def identify(self, photos, top_k: int = 5, photos_per_individual: int = 3) -> list[Identification]:
-        """Top-k individuals for each photo (paths, or a folder), with score, calibrated probability,
-        best-matching catalogue photos and the verdict (which does not depend on ``top_k``). A photo
-        already in the catalogue is not matched against itself."""
+    def identify(self, photos, top_k: int = 5, photos_per_individual: int = 3, strict: bool = False) -> Identifications:
+        """Top-k individuals for each photo (paths, or a folder searched recursively), with score,
+        calibrated probability, best-matching catalogue photos and the verdict (which does not
+        depend on ``top_k``). A photo already in the catalogue is not matched against itself.
+        Unreadable files are skipped and listed in ``.skipped`` (``strict``: refused instead)."""
         if top_k < 1:
             raise CatalogError(f"--top-k must be at least 1, got {top_k}")
         names, paths = list_photos(photos) if isinstance(photos, (str, Path)) else ([str(p) for p in photos], [Path(p) for p in photos])
         gallery = self.gallery()
         if not len(gallery):
             raise CatalogError(f"{self.name}: no identified photos yet (add some with: jaguar-reid catalog add {self.name} --images DIR --labels known.csv)")
-        checked = [check_photo(p) for p in paths]
+        readable, skipped = check_photos(names, paths, strict)
+        if not readable:
+            raise nothing_readable(photos if isinstance(photos, (str, Path)) else "the photos given", skipped)
+        names, checked = [n for n, _ in readable], [c for _, c in readable]
         hashes = [c.sha256 for c in checked]
         stored = self.repository.stored_vectors(gallery.key[0], hashes)
         missing = [c.path for c in checked if c.sha256 not in stored]
@@ -264,8 +287,8 @@ class Catalog:
         queries = np.stack([stored[c.sha256] if c.sha256 in stored else next(fresh) for c in checked])
         calibration = self.calibration
         rankings = identify(gallery, queries, calibration, top_k, photos_per_individual, hashes)
-        return [Identification(name, photo.sha256, verdict, individual, calibration.threshold, candidates)
-                for name, photo, (verdict, individual, candidates) in zip(names, checked, rankings)]
+        return Identifications([Identification(name, photo.sha256, verdict, individual, calibration.threshold, candidates)
+                                for name, photo, (verdict, individual, candidates) in zip(names, checked, rankings)], skipped)
 
     # ---- deciding and reviewing ------------------------------------------------------------------------
 
@@ -329,17 +352,26 @@ class Catalog:
 
     # ---- reading out -------------------------------------------------------------------------------
 
-    def export(self, out: str | Path) -> Path:
-        """Known photos as a Kaggle-format training set: OUT/train.csv (filename,ground_truth),
-        OUT/train/<photo> and OUT/metadata.csv (filename, original name, side, date, location, extras)."""
+    def export(self, out: str | Path, layout: str = "kaggle") -> Path:
+        """Identified photos, ``kaggle`` (retrain on them): OUT/train.csv (filename,ground_truth),
+        OUT/train/<photo> and OUT/metadata.csv (filename, original name, side, date, location,
+        extras); or ``folders`` (for people): a folder per individual, individuals.csv and photos.csv."""
+        if layout not in ("kaggle", "folders"):
+            raise CatalogError(f"export layout must be kaggle or folders, got {layout!r}")
         rows = self.repository.known_photos()
         if not rows:
             raise CatalogError(f"{self.name}: no identified photos to export")
+        if layout == "folders":
+            return export_folders(rows, self.store, Path(out), self.repository.latest_decisions())
         return export_kaggle(rows, self.store, Path(out))
 
     def decision_log(self, limit: int | None = None) -> list[dict]:
-        """The decision log, newest first."""
+        """The decision log, newest first (each row with a ``summary`` in words)."""
         return self.repository.decision_log(limit)
+
+    def last_decision(self) -> dict | None:
+        """The newest decision not undone yet (what "undo last" takes back), or None."""
+        return self.repository.last_decision()
 
     def stats(self) -> dict:
         """Counts: individuals (with identified photos), photos by status, photos per individual, models, decisions."""

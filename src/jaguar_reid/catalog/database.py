@@ -11,12 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, insert, inspect, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    NoSuchModuleError,
-    OperationalError,
-    SQLAlchemyError,
-)
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import CatalogError
 from .schema import SCHEMA_VERSION, UPGRADES, catalog_info, metadata
@@ -42,9 +37,16 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+SUPPORTED = "a SQLite file path (catalog.db) or a postgresql://user:pass@host/db URL"
+
+
 def connect(location: str | Path) -> Engine:
-    """An engine for a SQLite path or a database URL, with a live connection checked."""
+    """An engine for a SQLite path or a database URL, with a live connection checked; a file that
+    is not a SQLite database and a URL of another kind of database are refused in one line."""
     name = display_name(location)
+    if is_url(location) and str(location).split("://")[0].split("+")[0] not in ("postgresql", "postgres", "sqlite"):
+        kind = str(location).split("://")[0]
+        raise CatalogError(f"{name}: {kind} databases are not supported; use {SUPPORTED}")
     url = _with_driver(str(location)) if is_url(location) else f"sqlite:///{Path(location).resolve()}"
     try:
         engine = create_engine(url, connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
@@ -54,9 +56,13 @@ def connect(location: str | Path) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     try:
-        with engine.connect():
-            pass
-    except OperationalError as error:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":  # opening any file succeeds; reading it tells a database from a photo
+                connection.exec_driver_sql("SELECT name FROM sqlite_master LIMIT 1")
+    except DatabaseError as error:
+        if engine.dialect.name == "sqlite" and "not a database" in str(error.orig or error):
+            raise CatalogError(f"{name}: not a jaguar-reid catalogue (the file is not a SQLite database; "
+                               "a catalogue is the .db file that catalog create made)") from None
         raise CatalogError(f"{name}: cannot connect to the database ({_first_line(error.orig or error)})") from None
     return engine
 

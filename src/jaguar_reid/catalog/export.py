@@ -1,10 +1,12 @@
-"""Writing the catalogue's identified photos out as a Kaggle-format training set."""
+"""Writing the catalogue's identified photos out: a Kaggle-format training set, or a folder per individual for people."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..files import atomic_path
@@ -29,3 +31,40 @@ def export_kaggle(rows: list[dict], store: ImageStore, out: Path) -> Path:
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)
     return out / "train.csv"
+
+
+def export_folders(rows: list[dict], store: ImageStore, out: Path, decided: dict[int, tuple[str, str]]) -> Path:
+    """OUT/<individual>/<photo> for every identified photo, OUT/individuals.csv (name, photos,
+    encounters, first and last date, locations) and OUT/photos.csv (file, individual, encounter,
+    side, date, location, decided by and when); ``decided``: image id -> (who, at) of its latest
+    decision (photos labelled at import: who added them, when). Returns OUT/individuals.csv."""
+    photos = []
+    for row in rows:
+        folder = _safe_folder(row["individual"])
+        name = f"{row['sha256'][:12]}_{Path(row['original_name']).name}"  # two cameras' IMG_0001.JPG never collide
+        target = out / folder / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(store.path(row["stored_path"]), tmp)
+        who, at = decided.get(row["id"], (row["added_by"], row["added_at"]))
+        photos.append({"file": f"{folder}/{name}", "individual": row["individual"], "encounter": row.get("encounter") or "",
+                       "side": row["side"] or "", "date": row["date"] or "", "location": row["location"] or "",
+                       "decided_by": who, "decided_at": at})
+    table = pd.DataFrame(photos)
+    individuals = [{"name": name, "photos": len(group),
+                    "encounters": group["encounter"].replace("", np.nan).nunique() or len(group),
+                    "first_date": min((d for d in group["date"] if d), default=""),
+                    "last_date": max((d for d in group["date"] if d), default=""),
+                    "locations": "; ".join(sorted({loc for loc in group["location"] if loc}))}
+                   for name, group in table.groupby("individual", sort=True)]
+    for filename, frame in (("photos.csv", table), ("individuals.csv", pd.DataFrame(individuals))):
+        with atomic_path(out / filename) as tmp:
+            frame.to_csv(tmp, index=False)
+    return out / "individuals.csv"
+
+
+def _safe_folder(name: str) -> str:
+    """An individual's name as one folder name (no separators, not hidden)."""
+    cleaned = "".join("_" if c in '/\\:*?"<>|' or not c.isprintable() else c for c in name).strip().lstrip(".")
+    return cleaned or "unnamed"

@@ -21,6 +21,7 @@ from ..evaluation.open_set import (
 from .search import EmbeddingIndex
 
 EXCLUDED_SIMILARITY = -2.0  # below any cosine similarity: a photo never matches itself
+UNCERTAIN_BELOW = 0.5  # a "known" verdict whose calibrated probability is below this asks for a close look
 
 
 @dataclass
@@ -45,9 +46,26 @@ class Identification:
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
 
+    @property
+    def level(self) -> str:
+        """``known``, ``uncertain`` (known, but with a calibrated probability below 0.5) or ``new``."""
+        if self.verdict != "known":
+            return "new"
+        return "known" if self.candidates[0].probability >= UNCERTAIN_BELOW else "uncertain"
+
+    @property
+    def says(self) -> str:
+        """The verdict in words, led by the calibrated probability (the CLI, JSON and app all show this)."""
+        if not self.candidates:
+            return "probably a new individual"
+        best = self.candidates[0]
+        return {"known": f"{best.individual} (p {best.probability:.2f})",
+                "uncertain": f"uncertain: {best.individual} p {best.probability:.2f}, compare closely",
+                "new": f"probably a new individual (best: {best.individual} p {best.probability:.2f})"}[self.level]
+
     def to_json(self) -> dict:
-        """As plain JSON-able dicts (what ``identify --json`` writes)."""
-        return asdict(self)
+        """As plain JSON-able dicts (what ``identify --json`` writes), with ``level`` and ``says``."""
+        return {**asdict(self), "level": self.level, "says": self.says}
 
 
 @dataclass(frozen=True)

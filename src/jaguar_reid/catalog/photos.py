@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from ..data.tables import read_labels
-from ..errors import CatalogError, DataError
+from ..errors import CatalogError, DataError, ImageLoadError
 from .database import now
 from .schema import Status
-from .store import ImageStore, PhotoFile
+from .store import ImageStore, PhotoFile, check_photo
 
 _METADATA_COLUMNS = {"side": ("side", "flank"), "date": ("date", "datetime", "timestamp"),
                      "location": ("location", "site", "station")}
@@ -35,6 +35,31 @@ def list_photos(photos) -> tuple[list[str], list[Path]]:
     return [p.name for p in paths], paths
 
 
+def check_photos(names: list[str], paths: list[Path], strict: bool = False) -> tuple[list[tuple[str, PhotoFile]], list[dict]]:
+    """Decode every file: (name, ``PhotoFile``) of the readable photos, and ``{"file", "reason"}`` of
+    each file skipped ("empty file", "not an image", "truncated JPEG", ...). A memory card holds
+    notes, thumbnails and broken files beside the photos: they are skipped, not fatal. With
+    ``strict`` the first unreadable file is a one-line error instead."""
+    from tqdm import tqdm
+
+    checked, skipped = [], []
+    for name, path in zip(names, tqdm(paths, desc="checking photos", unit="photo", leave=False)):
+        try:
+            checked.append((name, check_photo(path)))
+        except ImageLoadError as error:
+            if strict:
+                raise
+            skipped.append({"file": name, "reason": error.reason})
+    return checked, skipped
+
+
+def nothing_readable(source, skipped: list[dict]) -> DataError:
+    """The error for an import or identify where every file was skipped, naming them."""
+    listed = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return DataError(f"{source}: no readable photo; skipped {listed}{more}")
+
+
 def read_label_map(labels: str | Path, names: list[str], folder) -> dict[str, str]:
     """filename -> individual from a labels CSV whose every file is among ``names``."""
     table = read_labels(labels)
@@ -50,6 +75,8 @@ def image_row(name: str, photo: PhotoFile, stored_name: str, individual_id: int 
     known = {key: next((meta[c] for c in columns if meta.get(c)), None) for key, columns in _METADATA_COLUMNS.items()}
     taken = {c for columns in _METADATA_COLUMNS.values() for c in columns}
     extra = {k: v for k, v in meta.items() if k not in taken and k != "filename" and v != ""}
+    known["date"] = known["date"] or photo.taken_at  # a metadata CSV overrides the camera's EXIF
+    known["location"] = known["location"] or photo.gps
     return {"sha256": photo.sha256, "original_name": name, "stored_path": stored_name, "width": photo.width,
             "height": photo.height, "individual_id": individual_id,
             "status": str(Status.KNOWN if individual_id else Status.QUEUED),

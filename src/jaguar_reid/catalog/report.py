@@ -6,16 +6,9 @@ from .catalog import Identification
 
 
 def format_identification(result: Identification) -> str:
-    """The verdict, then one line per candidate individual with its best-matching catalogue photos."""
-    if result.verdict == "known":
-        top = result.candidates[0]
-        head = (f"{result.photo}: known individual {top.individual} (decision score {top.decision_score:.2f}, "
-                f"probability {top.probability:.2f})")
-    else:
-        best = result.candidates[0] if result.candidates else None
-        nearest = f"; nearest {best.individual} at {best.decision_score:.2f}" if best else ""
-        head = f"{result.photo}: NEW INDIVIDUAL (no candidate reaches the decision score {result.threshold:.2f}{nearest})"
-    lines = [head]
+    """The verdict in words (``Identification.says``), then one line per candidate individual with
+    its best-matching catalogue photos."""
+    lines = [f"{result.photo}: {result.says}"]
     for rank, candidate in enumerate(result.candidates, 1):
         photos = ", ".join(f"{p['original_name']} {p['similarity']:.3f}" for p in candidate.photos)
         lines.append(f"  {rank}. {candidate.individual:20} similarity {candidate.score:.3f}  decision {candidate.decision_score:5.2f}"

@@ -234,11 +234,28 @@ class Repository:
 
     # ---- the decision log and counts -----------------------------------------------------------
 
-    def decision_log(self, limit: int | None = None) -> list[dict]:
+    def latest_decisions(self) -> dict[int, tuple[str, str]]:
+        """Photo id -> (who, when) of the latest decision on it."""
+        with self.db.connect() as connection:
+            rows = connection.execute(select(decisions.c.image_id, decisions.c.who, decisions.c.at)
+                                      .where(decisions.c.image_id.is_not(None)).order_by(decisions.c.id)).all()
+        return {image_id: (who, at) for image_id, who, at in rows}
+
+    def last_decision(self) -> dict | None:
+        """The newest decision that is not an undo and was not undone (what "undo last" takes back), as in the log."""
+        undone = select(decisions.c.undoes).where(decisions.c.undoes.is_not(None))
+        with self.db.connect() as connection:
+            found = connection.scalar(select(decisions.c.id).where(decisions.c.decision != "undo", decisions.c.id.not_in(undone))
+                                      .order_by(decisions.c.id.desc()).limit(1))
+        return None if found is None else next(d for d in self.decision_log(where=decisions.c.id == found))
+
+    def decision_log(self, limit: int | None = None, where=None) -> list[dict]:
         """The decision log, newest first, with each photo's name and sha256, the individual's name and a ``summary``."""
         query = (select(decisions, images.c.original_name, images.c.sha256, individuals.c.name.label("individual"))
                  .outerjoin(images, decisions.c.image_id == images.c.id)
                  .outerjoin(individuals, decisions.c.individual_id == individuals.c.id).order_by(decisions.c.id.desc()))
+        if where is not None:
+            query = query.where(where)
         with self.db.connect() as connection:
             rows = [dict(r) for r in connection.execute(query.limit(limit) if limit else query).mappings()]
         for row in rows:

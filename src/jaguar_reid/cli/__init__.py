@@ -10,7 +10,9 @@ import sys
 
 import typer
 
-from . import catalog, runs  # noqa: F401  (they register their commands on ``app``)
+# Each module registers its commands on ``app``; --help lists them in this order.
+from . import runs  # noqa: F401, I001
+from . import catalog, review  # noqa: F401, E402
 from .common import app
 
 __all__ = ["app", "main"]

@@ -1,4 +1,4 @@
-"""Catalogue commands: catalog create/bind/add/decide/export/stats/upgrade, identify, serve."""
+"""Catalogue commands: catalog create/bind/add/export/stats/upgrade, identify, serve."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (
-    Backend,
-    BackendOption,
-    CatalogLocation,
-    Device,
-    Who,
-    app,
-    catalog_app,
-)
+from .common import Backend, BackendOption, CatalogLocation, Device, ExportLayout, Strict, Who, app, catalog_app
 
 
 def _open_catalog(location: str, device: Optional[str], backend: Backend):
@@ -62,25 +54,40 @@ def catalog_add(
     labels: Annotated[Optional[Path], typer.Option(help="filename,ground_truth CSV: these photos are known individuals; the rest are queued.")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="CSV: filename plus side/date/location and any other columns.")] = None,
     who: Who = None,
+    strict: Strict = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report (added, skipped with reasons) as JSON here.")] = None,
     device: Device = None,
     backend: BackendOption = Backend.auto,
 ) -> None:
-    """Add photos in one transaction: labelled ones to their individuals, the others to the review queue."""
-    report = _open_catalog(catalog, device, backend).add(images, labels=labels, metadata=metadata, who=who)
+    """Add photos in one transaction: labelled ones to their individuals, the others to the review queue.
+    Files that are not readable photos (notes, thumbnails, broken files) and duplicates are skipped and listed."""
+    from dataclasses import asdict
+
+    from ..files import atomic_write_json
+
+    report = _open_catalog(catalog, device, backend).add(images, labels=labels, metadata=metadata, who=who, strict=strict)
     typer.echo(f"added {report.added} photo(s): {report.labelled} of known individuals, {report.queued} queued for review; "
-               f"{len(report.new_individuals)} new individual(s)")
-    for photo, first in report.duplicates[:10]:
-        typer.echo(f"  duplicate skipped: {photo} (same content as {first})")
-    if len(report.duplicates) > 10:
-        typer.echo(f"  ... and {len(report.duplicates) - 10} more duplicates skipped")
+               f"{len(report.new_individuals)} new individual(s); {len(report.skipped)} file(s) skipped")
+    _say_skipped(report.skipped)
+    if json_out:
+        atomic_write_json(json_out, asdict(report))
+        typer.echo(f"wrote {json_out}")
+
+
+def _say_skipped(skipped: list[dict], shown: int = 20) -> None:
+    for item in skipped[:shown]:
+        typer.echo(f"  skipped {item['file']}: {item['reason']}")
+    if len(skipped) > shown:
+        typer.echo(f"  ... and {len(skipped) - shown} more skipped (all of them are in --json)")
 
 
 @app.command()
 def identify(
     catalog: CatalogLocation,
     photos: Annotated[list[Path], typer.Argument(metavar="PHOTO_OR_DIR...", help="Photos, or folders of photos.")],
-    top_k: Annotated[int, typer.Option(help="Candidate individuals to list per photo.")] = 5,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Candidate individuals to list per photo (the verdict does not depend on it).")] = 5,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (and the skipped files) as JSON here.")] = None,
+    strict: Strict = False,
     device: Device = None,
     backend: BackendOption = Backend.auto,
 ) -> None:
@@ -89,42 +96,33 @@ def identify(
     from ..files import atomic_write_json
 
     opened = _open_catalog(catalog, device, backend)
-    results = [r for photo in photos for r in opened.identify(photo, top_k=top_k)]
+    answers = [opened.identify(photo, top_k=top_k, strict=strict) for photo in photos]
+    results = [r for answer in answers for r in answer]
+    skipped = [s for answer in answers for s in answer.skipped]
     for result in results:
         typer.echo(format_identification(result))
+    typer.echo(f"identified {len(results)} photo(s); {len(skipped)} file(s) skipped")
+    _say_skipped(skipped)
     if json_out:
-        atomic_write_json(json_out, [r.to_json() for r in results])
+        rows = [r.to_json() for r in results] + [{"photo": s["file"], "verdict": "skipped", "reason": s["reason"]}
+                                                  for s in skipped]
+        atomic_write_json(json_out, rows)
         typer.echo(f"wrote {json_out}")
-
-
-@catalog_app.command("decide")
-def catalog_decide(
-    catalog: CatalogLocation,
-    photo: Annotated[str, typer.Argument(help="The photo: its file, its sha256 (8+ digits) or #id.")],
-    as_name: Annotated[Optional[str], typer.Option("--as", help="It shows this known individual.")] = None,
-    new: Annotated[Optional[str], typer.Option("--new", help="It shows a new individual; give its name.")] = None,
-    reject: Annotated[bool, typer.Option("--reject", help="No usable animal in it.")] = False,
-    who: Who = None,
-) -> None:
-    """Record a decision on a catalogue photo (logged with the candidates the engine proposed)."""
-    from ..catalog import Catalog
-
-    record = Catalog(catalog).decide(photo, as_name=as_name, new_name=new, reject=reject, who=who)
-    what = {"known": f"is {as_name}", "new": f"is the new individual {new}", "reject": "rejected"}[record["decision"]]
-    was = f" (was {record['was']}, now {as_name or new or 'rejected'})" if record["was"] else ""
-    typer.echo(f"decision {record['id']}: {photo} {what}{was}")
 
 
 @catalog_app.command("export")
 def catalog_export(
     catalog: CatalogLocation,
-    out: Annotated[Path, typer.Option("--out", help="Folder for train.csv, train/ and metadata.csv.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
+    layout: Annotated[ExportLayout, typer.Option(help="kaggle: train.csv, train/ and metadata.csv, to retrain; folders: "
+                                                      "a folder per individual with individuals.csv and photos.csv, for people.")] = ExportLayout.kaggle,
 ) -> None:
-    """Write the identified photos as a Kaggle-format training set (to retrain on the grown catalogue)."""
+    """Write the identified photos out: a Kaggle-format training set, or a folder per individual."""
     from ..catalog import Catalog
 
-    path = Catalog(catalog).export(out)
-    typer.echo(f"wrote {path} (train with: jaguar-reid train --data-root {out} --out RUN)")
+    path = Catalog(catalog).export(out, layout=ExportLayout(layout).value)
+    hint = f" (train with: jaguar-reid train --data-root {out} --out RUN)" if layout == ExportLayout.kaggle else ""
+    typer.echo(f"wrote {path}{hint}")
 
 
 @catalog_app.command("stats")
@@ -164,7 +162,11 @@ def serve(
 ) -> None:
     """Start the review web app: upload photos, confirm matches side by side, grow the catalogue."""
     from ..app import serve as run_server
+    from ..app.server import check_address
+    from ..catalog import Catalog
 
+    check_address(host, port, token)
+    Catalog(catalog, device=device or "auto", backend=backend.value)  # a file that is no catalogue stops here, in one line
     shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
     typer.echo(f"serving {catalog} at {shown} (Ctrl-C stops it)")
     run_server(catalog, host=host, port=port, token=token, max_upload_mb=max_upload_mb, who=who, device=device or "auto",

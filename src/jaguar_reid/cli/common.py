@@ -33,6 +33,13 @@ class Backend(str, Enum):
     auto = "auto"
 
 
+class ExportLayout(str, Enum):
+    """How ``catalog export`` lays the photos out."""
+
+    kaggle = "kaggle"
+    folders = "folders"
+
+
 class ExportFormat(str, Enum):
     """Model export formats."""
     onnx = "onnx"
@@ -47,9 +54,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings=_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"jaguar-reid {version('jaguar-reid')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """Re-identify individual animals from photos (Kaggle Jaguar Re-ID format)."""
+
+
 config_app = typer.Typer(cls=_Commands, help="Show presets and every config key with its default.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-catalog_app = typer.Typer(cls=_Commands, help="A catalogue of known individuals: create, add photos, decide, export, stats.",
+catalog_app = typer.Typer(cls=_Commands, help="A catalogue of known individuals: create, add photos, decide, rename, merge, undo, export, stats.",
                           no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
@@ -59,6 +82,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VA
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the config's).")]
 CatalogLocation = Annotated[str, typer.Argument(metavar="CATALOG", help="Catalogue: a SQLite file (catalog.db) or a database URL.")]
 Who = Annotated[Optional[str], typer.Option("--who", help="Who made the change (default: your user name).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Refuse everything at the first file that is not a readable photo (default: skip and list it).")]
 BackendOption = Annotated[Backend, typer.Option("--backend", "--engine", help="Inference runtime: torch, onnx (onnxruntime, CPU) or auto (onnx on the CPU); --engine is its old name.")]
 
 

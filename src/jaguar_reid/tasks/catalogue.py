@@ -25,8 +25,7 @@ def run_calibration(runs, device: str = "auto", backend: str = DEFAULT_BACKEND) 
 def create_catalog(location: str | Path, runs, store: str | Path | None = None, device: str = "auto",
                    backend: str = DEFAULT_BACKEND) -> Catalog:
     """``Catalog.create`` after calibrating the run(s) where needed (what ``jaguar-reid catalog create`` does)."""
-    if not runs:
-        return Catalog.create(location, runs, store, device, backend)  # its one-line error
+    Catalog.check_new(location, store, runs)  # a bad path is refused before the run is calibrated
     return Catalog.create(location, runs, store, device, backend, run_calibration(runs, device, backend))
 
 

@@ -75,6 +75,7 @@ function reviewShortcuts() {
     if (!review) return;
     if (/^[1-9]$/.test(event.key)) return click(`.candidate[data-rank="${event.key}"] button.confirm`);
     if (event.key === "n") { event.preventDefault(); document.getElementById("new-name").focus(); }
+    if (event.key === "a") { event.preventDefault(); document.getElementById("assign-name").focus(); }
     if (event.key === "s") return click("#skip-button");
     if (event.key === "r") return click("#reject-button");
     if (event.key === "c") return click("#crop-button");
