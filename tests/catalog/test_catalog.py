@@ -327,3 +327,72 @@ def test_a_memory_card_imports_its_photos_and_lists_what_it_skipped(tmp_path, fi
     assert [r.photo for r in results] == ["100CANON/IMG_0001.JPG", "100CANON/IMG_0002.PNG"]
     assert {s["file"] for s in results.skipped} == {"notes.txt", "Thumbs.db", "labels.csv", "100CANON/IMG_0003.JPG",
                                                     "100CANON/IMG_0004.JPG"}
+
+
+@pytest.mark.slow
+def test_encounters_are_stored_with_the_photos_and_exported(tmp_path, filled, demo_root):
+    import pandas as pd
+
+    catalog, tests = filled, sorted((demo_root / "test" / "test").glob("*.png"))[:5]
+    card = tmp_path / "card"
+    for index, photo in enumerate(tests):
+        folder = card / ("morning" if index < 3 else "evening")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, folder / photo.name)
+    with pytest.raises(DataError, match="time needs a number of minutes"):
+        catalog.add(card, encounter_by="time:ten")
+    assert _count(catalog)[1] == len(pd.read_csv(demo_root / "train.csv"))  # a bad rule writes nothing
+    report = catalog.add(card, encounter_by="folder")
+    assert report.added == 5 and report.encounters == 2
+    rows = {r["original_name"]: r["encounter"] for r in catalog.repository.image_rows() if "/" in r["original_name"]}
+    morning = {e for name, e in rows.items() if name.startswith("morning/")}
+    evening = {e for name, e in rows.items() if name.startswith("evening/")}
+    assert len(morning) == len(evening) == 1 and morning != evening
+    name = catalog.individuals()[0]["name"]
+    for photo in tests:
+        catalog.decide(photo, as_name=name)
+    catalog.export(tmp_path / "people", layout="folders")
+    photos = pd.read_csv(tmp_path / "people" / "photos.csv", keep_default_na=False)
+    assert set(photos.loc[photos["encounter"] != "", "encounter"]) == morning | evening
+    individuals = pd.read_csv(tmp_path / "people" / "individuals.csv").set_index("name")
+    n_photos = individuals.loc[name, "photos"]
+    assert individuals.loc[name, "encounters"] == n_photos - 5 + 2  # its own photos, each its own, plus the two encounters
+
+
+@pytest.mark.slow
+def test_identify_by_encounter_gives_one_calibrated_answer_per_encounter(tmp_path, demo_root, known):
+    import pandas as pd
+
+    from jaguar_reid.config import load_config
+    from jaguar_reid.tasks import calibrate_run
+    from jaguar_reid.training.trainer import train
+
+    from conftest import TINY
+
+    table = pd.read_csv(demo_root / "train.csv")  # sightings of two photos each, so validation has encounters
+    table["sighting"] = [f"{g}_{i // 2}" for i, g in enumerate(table.sort_values("ground_truth")["ground_truth"])]
+    table.to_csv(tmp_path / "meta.csv", index=False)
+    run = tmp_path / "run"
+    train(load_config("lite0-cpu", TINY + ["split.group_column=sighting", f"split.metadata_csv={tmp_path / 'meta.csv'}"]),
+          demo_root, run)
+    calibration = calibrate_run(run, device="cpu")
+    assert calibration.for_encounters().level == "encounter"
+    catalog = Catalog.create(tmp_path / "c.db", [run], device="cpu")
+    catalog.add(known[0], labels=known[1])
+    card, tests = tmp_path / "card", sorted((demo_root / "test" / "test").glob("*.png"))[:5]
+    for index, photo in enumerate(tests):
+        folder = card / ("first" if index < 2 else "second")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, folder / photo.name)
+    answers = catalog.identify_encounters(card, "folder", top_k=3)
+    assert [(a.photo, a.photos) for a in answers] == [("first", [f"first/{p.name}" for p in tests[:2]]),
+                                                      ("second", [f"second/{p.name}" for p in tests[2:]])]
+    assert all(a.threshold == calibration.for_encounters().threshold and len(a.candidates) == 3 for a in answers)
+    assert all(a.says.startswith(("probably a new individual", "uncertain: ", a.candidates[0].individual)) for a in answers)
+    import dataclasses
+
+    photo_level = dataclasses.replace(calibration, encounter=None)  # as calibrated on a split without groups
+    other = Catalog.create(tmp_path / "photo_level.db", [run], device="cpu", calibration=photo_level)
+    other.add(known[0], labels=known[1])
+    with pytest.raises(CatalogError, match="no encounter level"):
+        other.identify_encounters(card, "folder")

@@ -72,3 +72,21 @@ def test_one_wording_for_the_three_levels_of_a_verdict():
     assert said("known", 0.82) == ("known", "Bororo (p 0.82)", "Bororo (p 0.82)")
     assert said("known", 0.10)[:2] == ("uncertain", "uncertain: Bororo p 0.10, compare closely")
     assert said("new", 0.02)[:2] == ("new", "probably a new individual (best: Bororo p 0.02)")
+
+
+def test_an_encounter_pools_its_photos_evidence_into_one_answer():
+    from jaguar_reid.catalog.gallery import identify_encounters
+
+    gallery, centres = _gallery(4)
+    rng = np.random.default_rng(5)
+    # encounter "e1": three noisy photos of id1 (one of them looks more like id2); "e2": one photo of id3
+    photos = l2_normalize(np.vstack([centres[1] + 0.2 * rng.standard_normal(16), centres[1] + 0.2 * rng.standard_normal(16),
+                                     0.6 * centres[1] + centres[2], centres[3]]))
+    answers = identify_encounters(gallery, photos, ["e1", "e1", "e1", "e2"], _calibration(0.0), top_k=3)
+    assert [(e, members, individual) for e, members, _, individual, _ in answers] == [("e1", [0, 1, 2], "id1"), ("e2", [3], "id3")]
+    single = identify(gallery, photos[2:3], _calibration(0.0), top_k=1)[0]
+    assert single[1] == "id2"  # alone, the odd photo is called id2: the encounter's other photos outvote it
+    pooled = answers[0][4][0].score  # the encounter's score is the mean of its photos' scores for that individual
+    per_photo = [next(c.score for c in identify(gallery, photos[i:i + 1], _calibration(0.0), top_k=6)[0][2] if c.individual == "id1")
+                 for i in range(3)]
+    assert pooled == pytest.approx(np.mean(per_photo), abs=1e-5)

@@ -86,3 +86,18 @@ def test_simulated_unknowns_leave_each_query_own_individual_out():
 def test_expected_calibration_error():
     assert expected_calibration_error([0.9] * 10, [1] * 9 + [0]) == pytest.approx(0.0)
     assert expected_calibration_error([0.9] * 10, [0] * 10) == pytest.approx(0.9)
+
+
+def test_calibration_at_encounter_level_pools_each_encounters_photos():
+    from jaguar_reid.evaluation.open_set import pool_by_encounter
+
+    scores = np.array([[0.9, 0.1], [0.5, 0.3], [0.2, 0.8]], dtype=np.float32)
+    pooled, first = pool_by_encounter(scores, ["a", "a", "b"])
+    assert np.allclose(pooled, [[0.7, 0.2], [0.2, 0.8]]) and first.tolist() == [0, 2]
+    similarity, gallery, queries = _open_set_data(np.random.default_rng(4), separation=0.4)
+    encounters = [f"{label}-{i // 3}" for i, label in enumerate(queries)]  # bursts of up to three photos of one animal
+    photo = calibrate_open_set(similarity, gallery, queries)
+    encounter = calibrate_open_set(similarity, gallery, queries, query_encounters=encounters)
+    assert photo.level == "photo" and encounter.level == "encounter"
+    assert encounter.metrics["n_known_queries"] + encounter.metrics["n_unknown_queries"] == len(set(encounters))
+    assert encounter.metrics["auroc_known_vs_new"] >= photo.metrics["auroc_known_vs_new"] - 1e-9  # pooling only removes noise here

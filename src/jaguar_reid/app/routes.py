@@ -159,28 +159,31 @@ def review(request: Request, state: State, after: int = 0):
         if not queued:
             return page(request, "review.html", image=None, remaining=remaining, after=after)
         image = queued[0]
-        result = state.catalog.identify([state.catalog.store.path(image["stored_path"])], top_k=state.top_k)[0]
+        encounter = state.catalog.encounter_queue(image)  # a queued encounter is one card: all its photos, one decision
+        result = state.catalog.identify_queued(encounter, top_k=state.top_k)
         last = state.catalog.last_decision()
     shown = json.dumps([{"individual": c.individual, "score": c.score, "decision_score": c.decision_score,
                          "probability": c.probability, "photos": [p["sha256"] for p in c.photos]} for c in result.candidates])
     names = [i["name"] for i in state.catalog.individuals()]
     return page(request, "review.html", image=image, result=result, remaining=remaining, after=after, last=last, shown=shown,
-                names=names)
+                names=names, encounter=encounter if len(encounter) > 1 else [])
 
 
 @router.post("/review/{image_id}")
 async def decide(request: Request, image_id: int, state: State):
     data = await form(request)
     action, after = data.get("action"), int(data.get("after") or 0)
-    if action == "skip":
-        return back(f"/review?after={image_id}")
+    if action == "skip":  # past every photo of the card (an encounter's photos are one card)
+        with state.lock:
+            shown = state.catalog.encounter_queue(state.catalog.image(image_id)) if data.get("encounter") == "1" else []
+        return back(f"/review?after={max([image_id] + [p['id'] for p in shown])}")
     choice = {"confirm": {"as_name": data.get("individual")}, "new": {"new_name": data.get("name") or ""},
               "reject": {"reject": True}}.get(action)
     if choice is None:
         raise CatalogError(f"unknown action {action!r}")
     with state.lock:
         state.catalog.decide(f"#{image_id}", who=reviewer(request), expect_status="queued",
-                             candidates=_shown(data.get("shown")), **choice)
+                             candidates=_shown(data.get("shown")), with_encounter=data.get("encounter") == "1", **choice)
     return back(f"/review?after={after}" if after else "/review")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,38 +36,28 @@ from .database import (
     is_url,
     upgrade_schema,
 )
+from .encounters import EncounterRule, batch_name, group_encounters
 from .export import export_folders, export_kaggle
-from .gallery import Candidate, Gallery, Identification, identify
-from .photos import check_photos, crop_box, image_row, list_photos, model_input, nothing_readable, read_label_map
+from .gallery import Candidate, Gallery, Identification, Identifications, identify, identify_encounters
+from .photos import (
+    AddReport,
+    check_photos,
+    crop_box,
+    image_row,
+    list_photos,
+    model_input,
+    nothing_readable,
+    read_label_map,
+)
 from .repository import Repository
-from .schema import Status, images
+from .reviewing import Reviewing
 from .search import EmbeddingIndex
-from .store import ImageStore, check_photo
+from .store import ImageStore
 
 __all__ = ["AddReport", "Candidate", "Catalog", "Identification", "Identifications"]
 
 
-@dataclass
-class AddReport:
-    """What ``Catalog.add`` did."""
-
-    added: int = 0
-    labelled: int = 0
-    queued: int = 0
-    new_individuals: list[str] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (photo, the catalogue photo it repeats)
-    skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}: unreadable files and duplicates
-
-
-class Identifications(list):
-    """``Identification`` of each readable photo, in order; ``skipped``: ``{"file", "reason"}`` of the others."""
-
-    def __init__(self, results, skipped: list[dict]):
-        super().__init__(results)
-        self.skipped = skipped
-
-
-class Catalog:
+class Catalog(Reviewing):
     """A catalogue at a SQLite path or database URL, with its photo store.
 
     ``db``: the SQLAlchemy engine; ``backend``: the inference runtime (torch, onnx or auto, as for
@@ -209,14 +198,18 @@ class Catalog:
     # ---- adding photos -----------------------------------------------------------------------------
 
     def add(self, photos, labels: str | Path | None = None, metadata: str | Path | None = None,
-            who: str | None = None, names: list[str] | None = None, strict: bool = False) -> AddReport:
+            who: str | None = None, names: list[str] | None = None, strict: bool = False,
+            encounter_by: str | EncounterRule | None = None) -> AddReport:
         """Add a folder (searched recursively) or list of photos: those named in ``labels``
         (filename,ground_truth) as known individuals, the rest queued for review. ``metadata``
         (filename plus side/date/location and any other columns) is stored with them; without it
         the date and place come from the photos' EXIF. Files that are not readable photos and
         duplicates (same content) are skipped and listed in ``report.skipped``; ``strict`` refuses
         the whole import at the first unreadable file instead. ``names``: the photos' original
-        names when the files are not under them (uploads)."""
+        names when the files are not under them (uploads). ``encounter_by`` (``folder``,
+        ``time:MINUTES``, ``column:NAME``; see ``catalog.encounters``) groups the added photos into
+        encounters; without it each photo is its own."""
+        rule = EncounterRule.parse(encounter_by) if isinstance(encounter_by, str) else encounter_by
         listed, paths = list_photos(photos)
         names = listed if names is None else [Path(n).name for n in names]
         label_of = read_label_map(labels, names, photos) if labels is not None else {}
@@ -234,14 +227,18 @@ class Catalog:
                 continue
             first_of[photo.sha256] = name
             fresh.append((name, photo))
+        grouping = group_encounters(rule, [n for n, _ in fresh], [p.taken_at for _, p in fresh], meta_of, batch_name(),
+                                    str(metadata) if metadata is not None else None)
+        report.notes = grouping.notes
+        report.encounters = len({e for e in grouping.encounters if e is not None}) + grouping.encounters.count(None)
         vectors = {model_id: self._embed(self._embedder_for(model_id), [p.path for _, p in fresh])
                    for model_id in self.repository.model_ids()}
         stored = [self.store.put(photo) for _, photo in fresh]
         with self.repository.transaction() as connection:
             ids, report.new_individuals = Repository.individual_ids(connection, {label_of[n] for n, _ in fresh if n in label_of})
             image_ids = [Repository.insert_image(connection, image_row(name, photo, stored_name, ids.get(label_of.get(name)),
-                                                                       meta_of.get(name, {}), who or review.default_who()))
-                         for (name, photo), stored_name in zip(fresh, stored)]
+                                                                       meta_of.get(name, {}), who or review.default_who(), encounter))
+                         for (name, photo), stored_name, encounter in zip(fresh, stored, grouping.encounters)]
             for model_id, model_vectors in vectors.items():
                 Repository.put_embeddings(connection, model_id, image_ids, model_vectors)
         report.added = len(fresh)
@@ -270,6 +267,35 @@ class Catalog:
         calibrated probability, best-matching catalogue photos and the verdict (which does not
         depend on ``top_k``). A photo already in the catalogue is not matched against itself.
         Unreadable files are skipped and listed in ``.skipped`` (``strict``: refused instead)."""
+        gallery, names, checked, queries, skipped = self._queries(photos, top_k, strict)
+        calibration = self.calibration
+        rankings = identify(gallery, queries, calibration, top_k, photos_per_individual, [c.sha256 for c in checked])
+        return Identifications([Identification(name, photo.sha256, verdict, individual, calibration.threshold, candidates)
+                                for name, photo, (verdict, individual, candidates) in zip(names, checked, rankings)], skipped)
+
+    def identify_encounters(self, photos, encounter_by: str | EncounterRule, metadata: str | Path | None = None,
+                            top_k: int = 5, photos_per_individual: int = 3, strict: bool = False) -> Identifications:
+        """One answer per encounter (photos grouped as ``add``'s ``encounter_by`` does): its photos'
+        evidence pooled for each individual, one verdict and one probability from the encounter-level
+        calibration; ``Identification.photo`` names the encounter and ``.photos`` its photos."""
+        rule = EncounterRule.parse(encounter_by) if isinstance(encounter_by, str) else encounter_by
+        calibration = self.calibration.for_encounters()
+        if calibration is None:
+            raise CatalogError(f"{self.name}: the model's calibration has no encounter level (its validation split had no "
+                               "groups); train with --group-column (or the automatic groups), then catalog bind the run")
+        gallery, names, checked, queries, skipped = self._queries(photos, top_k, strict)
+        meta_of = {row["filename"]: row for row in read_metadata(metadata).to_dict("records")} if metadata is not None else {}
+        grouping = group_encounters(rule, names, [c.taken_at for c in checked], meta_of, "query",
+                                    str(metadata) if metadata is not None else None)
+        encounters = [e if e is not None else f"photo:{name}" for e, name in zip(grouping.encounters, names)]
+        answers = identify_encounters(gallery, queries, encounters, calibration, top_k, photos_per_individual,
+                                      [c.sha256 for c in checked])
+        return Identifications([Identification(str(encounter).removeprefix("query/"), None, verdict, individual,
+                                               calibration.threshold, candidates, [names[i] for i in members])
+                                for encounter, members, verdict, individual, candidates in answers], skipped, grouping.notes)
+
+    def _queries(self, photos, top_k: int, strict: bool):
+        """The gallery, and the readable photos among ``photos``: names, checked files, vectors (Q, D), skipped files."""
         if top_k < 1:
             raise CatalogError(f"--top-k must be at least 1, got {top_k}")
         names, paths = list_photos(photos) if isinstance(photos, (str, Path)) else ([str(p) for p in photos], [Path(p) for p in photos])
@@ -280,75 +306,11 @@ class Catalog:
         if not readable:
             raise nothing_readable(photos if isinstance(photos, (str, Path)) else "the photos given", skipped)
         names, checked = [n for n, _ in readable], [c for _, c in readable]
-        hashes = [c.sha256 for c in checked]
-        stored = self.repository.stored_vectors(gallery.key[0], hashes)
+        stored = self.repository.stored_vectors(gallery.key[0], [c.sha256 for c in checked])
         missing = [c.path for c in checked if c.sha256 not in stored]
         fresh = iter(self.embedder.embed(missing)) if missing else iter(())
         queries = np.stack([stored[c.sha256] if c.sha256 in stored else next(fresh) for c in checked])
-        calibration = self.calibration
-        rankings = identify(gallery, queries, calibration, top_k, photos_per_individual, hashes)
-        return Identifications([Identification(name, photo.sha256, verdict, individual, calibration.threshold, candidates)
-                                for name, photo, (verdict, individual, candidates) in zip(names, checked, rankings)], skipped)
-
-    # ---- deciding and reviewing ------------------------------------------------------------------------
-
-    def find_image(self, photo: str | Path) -> dict:
-        """A catalogue photo by file (its content), sha256 (or a prefix of 8+ hex digits) or ``#id``."""
-        text = str(photo)
-        if Path(text).is_file():
-            where = images.c.sha256 == check_photo(text).sha256
-        elif text.startswith("#") and text[1:].isdigit():
-            where = images.c.id == int(text[1:])
-        elif len(text) >= 8 and all(c in "0123456789abcdef" for c in text.lower()):
-            where = images.c.sha256.startswith(text.lower())
-        else:
-            raise CatalogError(f"{photo}: no such file, and not a photo's sha256 or #id")
-        rows = self.repository.images_where(where)
-        if not rows:
-            raise CatalogError(f"{photo}: not in the catalogue {self.name} (add it first with: jaguar-reid catalog add {self.name} --images DIR)")
-        if len(rows) > 1:
-            raise CatalogError(f"{photo}: matches several photos; give more digits of its sha256")
-        return rows[0]
-
-    def decide(self, photo, as_name: str | None = None, new_name: str | None = None, reject: bool = False,
-               who: str | None = None, candidates: list[dict] | None = None, expect_status: str | None = None) -> dict:
-        """Record a person's decision on a catalogue photo: it shows individual ``as_name``, a new
-        individual ``new_name``, or it is rejected (no usable animal). ``candidates`` is what the
-        person was shown, stored as given (default: the current proposal). With ``expect_status``
-        the decision only applies if the photo is still in that state (two reviewers never both
-        decide it). The returned row's ``was`` names the individual the photo showed before."""
-        image = self.find_image(photo)
-        if candidates is None and not reject:
-            candidates = [asdict(c) for c in self.identify([self.store.path(image["stored_path"])])[0].candidates]
-        return review.decide(self.repository, image, as_name, new_name, reject, who, candidates, expect_status)
-
-    def rename(self, name: str, new_name: str, who: str | None = None) -> dict:
-        """Rename an individual (one entry in the decision log, undoable); returns that entry."""
-        return review.rename(self.repository, name, new_name, who)
-
-    def merge(self, source: str, target: str, who: str | None = None) -> int:
-        """Move every photo of ``source`` to ``target`` (one action in the log, undoable); returns the photo count."""
-        return review.merge(self.repository, source, target, who)
-
-    def undo(self, decision_id: int, who: str | None = None) -> int:
-        """Undo a decision (a merge: all its rows), if nobody changed its photos since; returns the rows undone."""
-        return review.undo(self.repository, decision_id, who)
-
-    def queue(self, after: int = 0, limit: int = 1) -> list[dict]:
-        """Photos waiting for review, oldest first, with ids above ``after``."""
-        return self.repository.queue(after, limit)
-
-    def image(self, image_id: int) -> dict:
-        """A catalogue photo's row by id."""
-        return self.repository.image(image_id)
-
-    def individuals(self) -> list[dict]:
-        """Individuals with photos (merged ones left out): id, name, notes, photo count, a photo's sha256."""
-        return self.repository.individuals()
-
-    def individual(self, name: str) -> dict:
-        """One individual and its photos (newest first)."""
-        return self.repository.individual(name)
+        return gallery, names, checked, queries, skipped
 
     # ---- reading out -------------------------------------------------------------------------------
 
@@ -365,30 +327,10 @@ class Catalog:
             return export_folders(rows, self.store, Path(out), self.repository.latest_decisions())
         return export_kaggle(rows, self.store, Path(out))
 
-    def decision_log(self, limit: int | None = None) -> list[dict]:
-        """The decision log, newest first (each row with a ``summary`` in words)."""
-        return self.repository.decision_log(limit)
-
-    def last_decision(self) -> dict | None:
-        """The newest decision not undone yet (what "undo last" takes back), or None."""
-        return self.repository.last_decision()
-
     def stats(self) -> dict:
         """Counts: individuals (with identified photos), photos by status, photos per individual, models, decisions."""
-        counts, active = self.repository.counts(), self.repository.info("active_model")
-        per_individual, by_status = counts["per_individual"], counts["by_status"]
-        return {
-            "catalogue": self.name, "schema_version": int(self.repository.info("schema_version")),
-            "image_store": str(self.store.root), "individuals": len(per_individual),
-            "photos_known": by_status.get(Status.KNOWN, 0), "photos_queued": by_status.get(Status.QUEUED, 0),
-            "photos_rejected": by_status.get(Status.REJECTED, 0),
-            "photos_per_individual": {"min": int(min(per_individual, default=0)),
-                                      "median": float(np.median(per_individual)) if per_individual else 0.0,
-                                      "max": int(max(per_individual, default=0))},
-            "decisions": counts["decisions"],
-            "models": [{"fingerprint": m["fingerprint"], "runs": json.loads(m["runs"]), "active": m["fingerprint"] == active,
-                        "threshold": json.loads(m["open_set"])["threshold"]} for m in self.repository.model_rows()],
-        }
+        return self.repository.stats(self.store.root)
+
 
 
 def _renamed_backend(backend: str, engine: str | None) -> str:

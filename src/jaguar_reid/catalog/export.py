@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..files import atomic_path
@@ -53,7 +52,7 @@ def export_folders(rows: list[dict], store: ImageStore, out: Path, decided: dict
                        "decided_by": who, "decided_at": at})
     table = pd.DataFrame(photos)
     individuals = [{"name": name, "photos": len(group),
-                    "encounters": group["encounter"].replace("", np.nan).nunique() or len(group),
+                    "encounters": group.loc[group["encounter"] != "", "encounter"].nunique() + int((group["encounter"] == "").sum()),
                     "first_date": min((d for d in group["date"] if d), default=""),
                     "last_date": max((d for d in group["date"] if d), default=""),
                     "locations": "; ".join(sorted({loc for loc in group["location"] if loc}))}

@@ -12,12 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..evaluation.open_set import (
-    GalleryBlocks,
-    OpenSetCalibration,
-    decision_scores,
-    individual_scores,
-)
+from ..evaluation.open_set import GalleryBlocks, OpenSetCalibration, decision_scores, individual_scores, pool_by_encounter
 from .search import EmbeddingIndex
 
 EXCLUDED_SIMILARITY = -2.0  # below any cosine similarity: a photo never matches itself
@@ -45,6 +40,7 @@ class Identification:
     individual: str | None
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
+    photos: list[str] = field(default_factory=list)  # an encounter's photos (``identify --by-encounter``)
 
     @property
     def level(self) -> str:
@@ -66,6 +62,14 @@ class Identification:
     def to_json(self) -> dict:
         """As plain JSON-able dicts (what ``identify --json`` writes), with ``level`` and ``says``."""
         return {**asdict(self), "level": self.level, "says": self.says}
+
+
+class Identifications(list):
+    """``Identification`` of each readable photo, in order; ``skipped``: ``{"file", "reason"}`` of the others."""
+
+    def __init__(self, results, skipped: list[dict], notes: list[str] | None = None):
+        super().__init__(results)
+        self.skipped, self.notes = skipped, notes or []
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,33 @@ def identify(gallery: Gallery, queries: np.ndarray, calibration: OpenSetCalibrat
         for row in range(len(similarity)):
             answers.append(_ranking(gallery, similarity[row], scores[row], decisions[row], individuals, calibration,
                                     top_k, photos_per_individual))
+    return answers
+
+
+def identify_encounters(gallery: Gallery, queries: np.ndarray, encounters, calibration: OpenSetCalibration, top_k: int = 5,
+                        photos_per_individual: int = 3, query_sha256: list[str | None] | None = None) -> list[tuple]:
+    """For each encounter, in order of first appearance: (encounter, member indices, verdict, proposed
+    individual or None, top-k candidates). An encounter's score for an individual pools its photos'
+    scores (``pool_by_encounter``); ``calibration`` should be the encounter-level one. The best
+    matching catalogue photos are those closest to any of the encounter's photos."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    encounters = np.asarray(encounters, dtype=object)
+    hashes = query_sha256 or [None] * len(queries)
+    answers = []
+    for encounter in dict.fromkeys(encounters.tolist()):  # one encounter at a time: memory stays bounded
+        members = np.flatnonzero(encounters == encounter)
+        similarity = gallery.vectors.similarities(queries[members])
+        for row, index in enumerate(members):
+            if hashes[index] in gallery.position:
+                similarity[row, gallery.position[hashes[index]]] = EXCLUDED_SIMILARITY
+        scores, individuals = individual_scores(similarity, gallery.blocks, calibration.method, calibration.k)
+        pooled, _ = pool_by_encounter(scores, np.zeros(len(members)))
+        decisions = decision_scores(pooled, calibration.normalization)
+        ranking = _ranking(gallery, similarity.max(axis=0), pooled[0], decisions[0], individuals, calibration, top_k,
+                           photos_per_individual)
+        answers.append((encounter, members.tolist(), *ranking))
     return answers
 
 

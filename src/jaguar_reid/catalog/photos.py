@@ -4,18 +4,33 @@ image rows, and what a photo is embedded from (its file, or its crop)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.tables import read_labels
 from ..errors import CatalogError, DataError, ImageLoadError
 from .database import now
-from .schema import Status
+from .schema import Status, images
 from .store import ImageStore, PhotoFile, check_photo
 
 _METADATA_COLUMNS = {"side": ("side", "flank"), "date": ("date", "datetime", "timestamp"),
                      "location": ("location", "site", "station")}
 _CROP = ("crop_left", "crop_top", "crop_right", "crop_bottom")
 MIN_CROP_PIXELS = 16
+
+
+@dataclass
+class AddReport:
+    """What ``Catalog.add`` did."""
+
+    added: int = 0
+    labelled: int = 0
+    queued: int = 0
+    new_individuals: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (photo, the catalogue photo it repeats)
+    skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}: unreadable files and duplicates
+    encounters: int = 0  # encounters among the added photos (a photo without one counts as its own)
+    notes: list[str] = field(default_factory=list)
 
 
 def list_photos(photos) -> tuple[list[str], list[Path]]:
@@ -60,6 +75,19 @@ def nothing_readable(source, skipped: list[dict]) -> DataError:
     return DataError(f"{source}: no readable photo; skipped {listed}{more}")
 
 
+def photo_condition(photo: str | Path):
+    """Which catalogue photo ``photo`` names, as a SQL condition: a file (by its content), a sha256
+    (or a prefix of 8+ hex digits) or ``#id``."""
+    text = str(photo)
+    if Path(text).is_file():
+        return images.c.sha256 == check_photo(text).sha256
+    if text.startswith("#") and text[1:].isdigit():
+        return images.c.id == int(text[1:])
+    if len(text) >= 8 and all(c in "0123456789abcdef" for c in text.lower()):
+        return images.c.sha256.startswith(text.lower())
+    raise CatalogError(f"{photo}: no such file, and not a photo's sha256 or #id")
+
+
 def read_label_map(labels: str | Path, names: list[str], folder) -> dict[str, str]:
     """filename -> individual from a labels CSV whose every file is among ``names``."""
     table = read_labels(labels)
@@ -70,8 +98,10 @@ def read_label_map(labels: str | Path, names: list[str], folder) -> dict[str, st
     return dict(zip(table["filename"], table["ground_truth"]))
 
 
-def image_row(name: str, photo: PhotoFile, stored_name: str, individual_id: int | None, meta: dict, who: str) -> dict:
-    """The ``images`` row of a checked photo: side/date/location from its metadata, other columns in ``extra``."""
+def image_row(name: str, photo: PhotoFile, stored_name: str, individual_id: int | None, meta: dict, who: str,
+              encounter: str | None = None) -> dict:
+    """The ``images`` row of a checked photo: side/date/location from its metadata (else date and
+    place from its EXIF), other columns in ``extra``, and its encounter (None: its own)."""
     known = {key: next((meta[c] for c in columns if meta.get(c)), None) for key, columns in _METADATA_COLUMNS.items()}
     taken = {c for columns in _METADATA_COLUMNS.values() for c in columns}
     extra = {k: v for k, v in meta.items() if k not in taken and k != "filename" and v != ""}
@@ -80,7 +110,7 @@ def image_row(name: str, photo: PhotoFile, stored_name: str, individual_id: int 
     return {"sha256": photo.sha256, "original_name": name, "stored_path": stored_name, "width": photo.width,
             "height": photo.height, "individual_id": individual_id,
             "status": str(Status.KNOWN if individual_id else Status.QUEUED),
-            **known, "extra": json.dumps(extra), "added_by": who, "added_at": now()}
+            **known, "extra": json.dumps(extra), "added_by": who, "added_at": now(), "encounter": encounter}
 
 
 def crop_box(image: dict, box: tuple[float, float, float, float] | None) -> dict:

@@ -8,7 +8,9 @@ from .catalog import Identification
 def format_identification(result: Identification) -> str:
     """The verdict in words (``Identification.says``), then one line per candidate individual with
     its best-matching catalogue photos."""
-    lines = [f"{result.photo}: {result.says}"]
+    photos = f" ({len(result.photos)} photos: {', '.join(result.photos[:4])}{', ...' if len(result.photos) > 4 else ''})" \
+        if result.photos else ""
+    lines = [f"{result.photo}{photos}: {result.says}"]
     for rank, candidate in enumerate(result.candidates, 1):
         photos = ", ".join(f"{p['original_name']} {p['similarity']:.3f}" for p in candidate.photos)
         lines.append(f"  {rank}. {candidate.individual:20} similarity {candidate.score:.3f}  decision {candidate.decision_score:5.2f}"

@@ -262,16 +262,26 @@ class Repository:
             row["summary"] = _summary(row)
         return rows
 
-    def counts(self) -> dict:
-        """Photos by status, identified photos per individual, and the number of decisions."""
+    def stats(self, store_root) -> dict:
+        """Counts: individuals (with identified photos), photos by status, photos per individual, models, decisions."""
         with self.db.connect() as connection:
-            return {
-                "by_status": dict(connection.execute(select(images.c.status, func.count()).group_by(images.c.status)).all()),
-                "per_individual": list(connection.scalars(
-                    select(func.count()).select_from(images).where(images.c.status == Status.KNOWN)
-                    .group_by(images.c.individual_id))),
-                "decisions": connection.scalar(select(func.count()).select_from(decisions)),
-            }
+            by_status = dict(connection.execute(select(images.c.status, func.count()).group_by(images.c.status)).all())
+            per_individual = list(connection.scalars(
+                select(func.count()).select_from(images).where(images.c.status == Status.KNOWN).group_by(images.c.individual_id)))
+            n_decisions = connection.scalar(select(func.count()).select_from(decisions))
+        active = self.info("active_model")
+        return {
+            "catalogue": self.name, "schema_version": int(self.info("schema_version")),
+            "image_store": str(store_root), "individuals": len(per_individual),
+            "photos_known": by_status.get(Status.KNOWN, 0), "photos_queued": by_status.get(Status.QUEUED, 0),
+            "photos_rejected": by_status.get(Status.REJECTED, 0),
+            "photos_per_individual": {"min": int(min(per_individual, default=0)),
+                                      "median": float(np.median(per_individual)) if per_individual else 0.0,
+                                      "max": int(max(per_individual, default=0))},
+            "decisions": n_decisions,
+            "models": [{"fingerprint": m["fingerprint"], "runs": json.loads(m["runs"]), "active": m["fingerprint"] == active,
+                        "threshold": json.loads(m["open_set"])["threshold"]} for m in self.model_rows()],
+        }
 
 
 def _summary(row: dict) -> str:

@@ -27,33 +27,42 @@ def default_who() -> str:
         return "unknown"
 
 
-def decide(repository: Repository, image: dict, as_name: str | None = None, new_name: str | None = None,
+def decide(repository: Repository, image: dict | list[dict], as_name: str | None = None, new_name: str | None = None,
            reject: bool = False, who: str | None = None, candidates: list[dict] | None = None,
            expect_status: str | None = None) -> dict:
-    """Record that the photo ``image`` (its row) shows ``as_name``, a new individual ``new_name``, or
-    is rejected; ``candidates``: what the person was shown. With ``expect_status`` it applies only
-    if the photo is still in that state. Returns the decision row, with ``was``: the individual
-    the photo showed before, if any."""
+    """Record that the photo ``image`` (its row; or the photos of one encounter, a list of rows)
+    shows ``as_name``, a new individual ``new_name``, or is rejected; ``candidates``: what the
+    person was shown. An encounter's photos are decided in one transaction as one action (undone
+    as one). With ``expect_status`` it applies only if every photo is still in that state. Returns
+    the (first) decision row, with ``was``: the individual the photo showed before, if any."""
     if sum(x is not None and x is not False for x in (as_name, new_name, reject or None)) != 1:
         raise CatalogError("decide needs exactly one of: --as NAME, --new NAME, --reject")
+    photos = image if isinstance(image, list) else [image]
+    action = uuid.uuid4().hex if len(photos) > 1 else None
     with repository.transaction() as connection:
-        current = connection.execute(select(images.c.status, images.c.individual_id).where(images.c.id == image["id"])
-                                     .with_for_update()).one()  # PostgreSQL: a second reviewer waits here
-        if expect_status is not None and current.status != expect_status:
-            raise CatalogError(f"{image['original_name']}: already decided by someone else (now {current.status})")
         individual_id, decision, status = None, Decision.REJECT, Status.REJECTED
         if as_name is not None:
             individual_id, decision, status = repository.individual_id(connection, as_name), Decision.KNOWN, Status.KNOWN
         elif new_name is not None:
             individual_id, decision, status = repository.new_individual(connection, new_name), Decision.NEW, Status.KNOWN
-        connection.execute(update(images).where(images.c.id == image["id"]).values(status=status, individual_id=individual_id))
-        record = {"image_id": image["id"], "decision": str(decision), "individual_id": individual_id,
-                  "previous": json.dumps({"status": current.status, "individual_id": current.individual_id}),
-                  "candidates": json.dumps(candidates or []), "who": who or default_who(), "at": now()}
-        record["id"] = connection.execute(insert(decisions).values(**record)).inserted_primary_key[0]
-        was = None
-        if current.status == Status.KNOWN and current.individual_id is not None:
-            was = connection.scalar(select(individuals.c.name).where(individuals.c.id == current.individual_id))
+        records = [_decide_one(connection, photo, individual_id, decision, status, action, candidates, who, expect_status)
+                   for photo in photos]
+    return records[0]
+
+
+def _decide_one(connection, image: dict, individual_id, decision, status, action, candidates, who, expect_status) -> dict:
+    current = connection.execute(select(images.c.status, images.c.individual_id).where(images.c.id == image["id"])
+                                 .with_for_update()).one()  # PostgreSQL: a second reviewer waits here
+    if expect_status is not None and current.status != expect_status:
+        raise CatalogError(f"{image['original_name']}: already decided by someone else (now {current.status})")
+    connection.execute(update(images).where(images.c.id == image["id"]).values(status=status, individual_id=individual_id))
+    record = {"image_id": image["id"], "decision": str(decision), "individual_id": individual_id, "action": action,
+              "previous": json.dumps({"status": current.status, "individual_id": current.individual_id}),
+              "candidates": json.dumps(candidates or []), "who": who or default_who(), "at": now()}
+    record["id"] = connection.execute(insert(decisions).values(**record)).inserted_primary_key[0]
+    was = None
+    if current.status == Status.KNOWN and current.individual_id is not None:
+        was = connection.scalar(select(individuals.c.name).where(individuals.c.id == current.individual_id))
     return {**record, "was": was}
 
 

@@ -8,7 +8,8 @@ Version history:
     3  decisions get ``undoes`` (a real reference to the decision an undo takes back) and ``detail``
        (a merge's source and target, a rename's old and new name), so ``candidates`` holds only what
        the reviewer was shown; a decision's photo is optional (a rename concerns an individual);
-       ``catalog_info.changes`` counts every write (the key of each open catalogue's gallery cache)
+       ``catalog_info.changes`` counts every write (the key of each open catalogue's gallery cache);
+       images get an optional ``encounter`` (the photos of one animal at one time and place)
 
 ``upgrade`` brings an older catalogue to ``SCHEMA_VERSION`` in one transaction; opening a
 catalogue from a newer jaguar-reid is refused.
@@ -94,6 +95,7 @@ images = Table(
     Column("crop_top", Float, nullable=True),
     Column("crop_right", Float, nullable=True),
     Column("crop_bottom", Float, nullable=True),
+    Column("encounter", String(200), nullable=True, index=True),  # None: the photo is its own encounter
 )
 
 models = Table(
@@ -132,7 +134,7 @@ _V2_COLUMNS = {"images": [("crop_left", "FLOAT"), ("crop_top", "FLOAT"), ("crop_
                           ("crop_bottom", "FLOAT")],
                "individuals": [("merged_into", "INTEGER REFERENCES individuals(id)")],
                "decisions": [("action", "VARCHAR(32)")]}
-_V3_COLUMNS = {"decisions": ["undoes", "detail"]}
+_V3_COLUMNS = {"decisions": ["undoes", "detail"], "images": ["encounter"]}
 
 
 def _upgrade_1_to_2(connection: Connection) -> None:
@@ -163,6 +165,8 @@ def _upgrade_2_to_3(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":  # explicit ids were inserted: move the id sequence past them
         connection.execute(text("SELECT setval(pg_get_serial_sequence('decisions', 'id'), "
                                 "COALESCE((SELECT MAX(id) FROM decisions), 0) + 1, false)"))
+    connection.execute(text("ALTER TABLE images ADD COLUMN encounter VARCHAR(200)"))
+    connection.execute(text("CREATE INDEX ix_images_encounter ON images (encounter)"))
     connection.execute(insert(catalog_info).values(key="changes", value="0"))
 
 

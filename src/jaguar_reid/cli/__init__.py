@@ -11,8 +11,11 @@ import sys
 import typer
 
 # Each module registers its commands on ``app``; --help lists them in this order.
-from . import runs  # noqa: F401, I001
-from . import catalog, review  # noqa: F401, E402
+from . import (  # noqa: F401, E402
+    catalog,
+    review,
+    runs,  # noqa: F401, I001
+)
 from .common import app
 
 __all__ = ["app", "main"]

@@ -54,6 +54,8 @@ def catalog_add(
     labels: Annotated[Optional[Path], typer.Option(help="filename,ground_truth CSV: these photos are known individuals; the rest are queued.")] = None,
     metadata: Annotated[Optional[Path], typer.Option(help="CSV: filename plus side/date/location and any other columns.")] = None,
     who: Who = None,
+    encounter_by: Annotated[Optional[str], typer.Option(help="Group the photos into encounters: folder, time:MINUTES "
+                                                             "(EXIF times of one folder) or column:NAME (of --metadata).")] = None,
     strict: Strict = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report (added, skipped with reasons) as JSON here.")] = None,
     device: Device = None,
@@ -65,9 +67,13 @@ def catalog_add(
 
     from ..files import atomic_write_json
 
-    report = _open_catalog(catalog, device, backend).add(images, labels=labels, metadata=metadata, who=who, strict=strict)
-    typer.echo(f"added {report.added} photo(s): {report.labelled} of known individuals, {report.queued} queued for review; "
-               f"{len(report.new_individuals)} new individual(s); {len(report.skipped)} file(s) skipped")
+    report = _open_catalog(catalog, device, backend).add(images, labels=labels, metadata=metadata, who=who, strict=strict,
+                                                         encounter_by=encounter_by)
+    typer.echo(f"added {report.added} photo(s) in {report.encounters} encounter(s): {report.labelled} of known individuals, "
+               f"{report.queued} queued for review; {len(report.new_individuals)} new individual(s); "
+               f"{len(report.skipped)} file(s) skipped")
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
     _say_skipped(report.skipped)
     if json_out:
         atomic_write_json(json_out, asdict(report))
@@ -87,6 +93,9 @@ def identify(
     photos: Annotated[list[Path], typer.Argument(metavar="PHOTO_OR_DIR...", help="Photos, or folders of photos.")],
     top_k: Annotated[int, typer.Option(min=1, help="Candidate individuals to list per photo (the verdict does not depend on it).")] = 5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results (and the skipped files) as JSON here.")] = None,
+    by_encounter: Annotated[Optional[str], typer.Option(help="One answer per encounter: folder, time:MINUTES or column:NAME "
+                                                             "(of --metadata); its photos' evidence is pooled.")] = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="CSV with the column that --by-encounter column:NAME reads.")] = None,
     strict: Strict = False,
     device: Device = None,
     backend: BackendOption = Backend.auto,
@@ -96,12 +105,16 @@ def identify(
     from ..files import atomic_write_json
 
     opened = _open_catalog(catalog, device, backend)
-    answers = [opened.identify(photo, top_k=top_k, strict=strict) for photo in photos]
+    answers = [opened.identify_encounters(photo, by_encounter, metadata, top_k=top_k, strict=strict) if by_encounter
+               else opened.identify(photo, top_k=top_k, strict=strict) for photo in photos]
     results = [r for answer in answers for r in answer]
     skipped = [s for answer in answers for s in answer.skipped]
     for result in results:
         typer.echo(format_identification(result))
-    typer.echo(f"identified {len(results)} photo(s); {len(skipped)} file(s) skipped")
+    counted = f"{len(results)} encounter(s) of {sum(len(r.photos) for r in results)} photo(s)" if by_encounter else f"{len(results)} photo(s)"
+    typer.echo(f"identified {counted}; {len(skipped)} file(s) skipped")
+    for note in (n for answer in answers for n in answer.notes):
+        typer.echo(f"  note: {note}")
     _say_skipped(skipped)
     if json_out:
         rows = [r.to_json() for r in results] + [{"photo": s["file"], "verdict": "skipped", "reason": s["reason"]}

@@ -95,6 +95,12 @@ class OpenSetCalibration:
     calibration_probabilities: list[float]
     metrics: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    level: str = "photo"  # what a query is: one photo, or an encounter (its photos' scores pooled)
+    encounter: dict | None = None  # the encounter-level calibration (to_json), when validation had encounters
+
+    def for_encounters(self) -> OpenSetCalibration | None:
+        """The calibration made for encounter queries (``pool_by_encounter``), or None."""
+        return OpenSetCalibration.from_json(self.encounter) if self.encounter else None
 
     def probability(self, scores) -> np.ndarray:
         """P(candidate is the right individual) for individual scores (isotonic, so monotone)."""
@@ -131,6 +137,24 @@ def expected_calibration_error(probabilities, correct, bins: int = 10) -> float:
     return float(error / max(len(probabilities), 1))
 
 
+def pool_by_encounter(scores: np.ndarray, encounters, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Scores (E, I) of each encounter for each individual from its photos' individual scores
+    (Q, I): their ``mean`` (the default, chosen on held-out sightings of both real sets, see
+    docs/results/encounters.md) or their ``max`` (the best single photo); and the index of each
+    encounter's first photo (E,)."""
+    encounters = np.asarray(encounters, dtype=object)
+    _, first, inverse = np.unique(encounters, return_index=True, return_inverse=True)
+    if how == "max":
+        pooled = np.full((len(first), scores.shape[1]), -np.inf, dtype=np.float64)
+        np.maximum.at(pooled, inverse, scores)
+        return pooled.astype(np.float32), first
+    if how != "mean":
+        raise ValueError(f"encounter pooling must be mean or max, got {how!r}")
+    pooled = np.zeros((len(first), scores.shape[1]), dtype=np.float64)
+    np.add.at(pooled, inverse, scores)
+    return (pooled / np.bincount(inverse)[:, None]).astype(np.float32), first
+
+
 def _candidates(scores: np.ndarray, individuals: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """Each query's top candidates: their scores and individuals (Q, top), best first."""
     order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
@@ -139,7 +163,8 @@ def _candidates(scores: np.ndarray, individuals: np.ndarray, top: int) -> tuple[
 
 def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, method: str = "mean_top_k", k: int = 3,
                        target_known_called_new: float = 0.05, simulate_unknown: bool = False,
-                       normalization: str = "none", seed: int = 0) -> OpenSetCalibration:
+                       normalization: str = "none", seed: int = 0, query_encounters=None,
+                       pooling: str = "mean") -> OpenSetCalibration:
     """Threshold, probability calibration and open-set numbers from validation similarities (Q, G).
 
     Queries whose individual is not in the gallery are the unknown ones. ``simulate_unknown`` also
@@ -147,10 +172,15 @@ def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, met
     without held-out identities). The threshold is the ``target_known_called_new`` quantile of the
     known queries' best decision score (see ``decision_scores``). Probabilities are an isotonic fit
     of "this candidate is right" on the top-5 candidates' scores; the calibration error is measured by two-fold cross-fitting over
-    queries, so it is not judged on the data it was fitted to.
+    queries, so it is not judged on the data it was fitted to. With ``query_encounters`` (Q,) each
+    encounter is one query, its photos' scores pooled (``pool_by_encounter``); an encounter shows
+    one animal.
     """
     scores, individuals = individual_scores(similarity, gallery_labels, method, k)
     query_labels = np.asarray(query_labels, dtype=object)
+    if query_encounters is not None:
+        scores, first = pool_by_encounter(scores, query_encounters, pooling)
+        query_labels = query_labels[first]
     known = np.isin(query_labels, individuals)
     notes = []
     if simulate_unknown:
@@ -171,7 +201,8 @@ def calibrate_open_set(similarity: np.ndarray, gallery_labels, query_labels, met
     top_scores, top_individuals = _candidates(scores, individuals, min(5, len(individuals)))
     top_correct = top_individuals == query_labels[:, None]
     x, y = fit_isotonic(top_scores.ravel(), top_correct.ravel())
-    calibration = OpenSetCalibration(method, k, normalization, threshold, target_known_called_new, x, y, notes=notes)
+    calibration = OpenSetCalibration(method, k, normalization, threshold, target_known_called_new, x, y, notes=notes,
+                                     level="photo" if query_encounters is None else "encounter")
     calibration.metrics = {
         **open_set_metrics(top_scores, top_individuals, query_labels, known, threshold),
         "calibration_error": _cross_fitted_error(top_scores, top_correct, seed),

@@ -25,6 +25,7 @@ class OpenSetData:
     gallery: np.ndarray
     gallery_labels: np.ndarray
     simulate_unknown: bool  # no held-out identities: known queries must also play new animals
+    query_encounters: np.ndarray | None = None  # each query's group (sighting, or near-duplicates), when the split has groups
 
     @property
     def similarity(self) -> np.ndarray:
@@ -36,21 +37,35 @@ def open_set_data(run: Run, embedder, data_root: str | Path | None = None) -> Op
     """Embed a run's open-set validation (see ``OpenSetData``) with ``embedder``."""
     competition, split = run_competition(run, data_root), run.split
     queries = split.val + split.unknown
+    # a held-out identity's photos carry no group in the split: each is its own encounter
+    encounters = np.array([split.groups.get(name, f"unknown:{name}") for name in queries], dtype=object) if split.groups else None
     return OpenSetData(embedder.embed(competition.train_paths(queries)), competition.labels(queries),
                        embedder.embed(competition.train_paths(split.train)), competition.labels(split.train),
-                       simulate_unknown=not split.unknown)
+                       simulate_unknown=not split.unknown, query_encounters=encounters)
 
 
 def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
                   embedder: Embedder | None = None, save: bool = True, backend: str = DEFAULT_BACKEND) -> OpenSetCalibration:
-    """Open-set calibration of a run on its ``open_set_data``, saved to RUN/open_set.json.
-    ``embedder`` (e.g. an ensemble with this run first) replaces the run's own; then pass ``save=False``."""
+    """Open-set calibration of a run on its ``open_set_data``, saved to RUN/open_set.json; when the
+    split has groups, also at encounter level (the validation groups played as encounters, for
+    ``identify --by-encounter``). ``embedder`` (e.g. an ensemble with this run first) replaces the
+    run's own; then pass ``save=False``."""
     run = run if isinstance(run, Run) else Run(run)
     settings = run.config.open_set
     data = open_set_data(run, embedder or Embedder.from_runs([run], device=device, backend=backend), data_root)
-    calibration = calibrate_open_set(data.similarity, data.gallery_labels, data.query_labels,
-                                     settings.method, settings.k, settings.target_known_called_new,
-                                     simulate_unknown=data.simulate_unknown, normalization=settings.normalization)
+    similarity = data.similarity
+
+    def calibrate(encounters=None) -> OpenSetCalibration:
+        return calibrate_open_set(similarity, data.gallery_labels, data.query_labels, settings.method, settings.k,
+                                  settings.target_known_called_new, simulate_unknown=data.simulate_unknown,
+                                  normalization=settings.normalization, query_encounters=encounters)
+
+    calibration = calibrate()
+    if data.query_encounters is not None and len(set(data.query_encounters)) < len(data.query_encounters):
+        try:
+            calibration.encounter = calibrate(data.query_encounters).to_json()
+        except ValueError as error:  # e.g. too few validation encounters of known animals
+            calibration.notes.append(f"no encounter-level calibration: {error}")
     if save:
         run.write_open_set(calibration)
     return calibration
