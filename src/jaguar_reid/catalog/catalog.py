@@ -281,8 +281,9 @@ class Catalog(Reviewing):
         rule = EncounterRule.parse(encounter_by) if isinstance(encounter_by, str) else encounter_by
         calibration = self.calibration.for_encounters()
         if calibration is None:
-            raise CatalogError(f"{self.name}: the model's calibration has no encounter level (its validation split had no "
-                               "groups); train with --group-column (or the automatic groups), then catalog bind the run")
+            raise CatalogError(f"{self.name}: the model's calibration has no encounter level; calibrate the run again "
+                               "(jaguar-reid evaluate RUN; its split needs groups: sightings or the automatic ones), "
+                               f"then: jaguar-reid catalog bind {self.name} --run RUN")
         gallery, names, checked, queries, skipped = self._queries(photos, top_k, strict)
         meta_of = {row["filename"]: row for row in read_metadata(metadata).to_dict("records")} if metadata is not None else {}
         grouping = group_encounters(rule, names, [c.taken_at for c in checked], meta_of, "query",

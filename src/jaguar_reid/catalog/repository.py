@@ -86,9 +86,10 @@ class Repository:
 
     @staticmethod
     def model_id(connection: Connection, fingerprint: str, runs: list[str], dim: int, open_set: dict) -> int:
-        """The model row of ``fingerprint``, inserted if new."""
+        """The model row of ``fingerprint``, inserted if new; a bound one takes the (re)calibration given."""
         found = connection.scalar(select(models.c.id).where(models.c.fingerprint == fingerprint))
         if found is not None:
+            connection.execute(update(models).where(models.c.id == found).values(open_set=json.dumps(open_set)))
             return found
         return connection.execute(insert(models).values(
             fingerprint=fingerprint, runs=json.dumps(runs), dim=dim, open_set=json.dumps(open_set),
