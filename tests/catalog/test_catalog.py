@@ -330,10 +330,13 @@ def test_a_memory_card_imports_its_photos_and_lists_what_it_skipped(tmp_path, fi
 
 
 @pytest.mark.slow
-def test_encounters_are_stored_with_the_photos_and_exported(tmp_path, filled, demo_root):
+def test_encounters_are_stored_with_the_photos_and_exported(location, catalog_run, known, tmp_path, demo_root):
     import pandas as pd
 
-    catalog, tests = filled, sorted((demo_root / "test" / "test").glob("*.png"))[:5]
+    where, store = location
+    catalog = Catalog.create(where, [catalog_run], store=store, device="cpu")
+    catalog.add(known[0], labels=known[1])
+    tests = sorted((demo_root / "test" / "test").glob("*.png"))[:5]
     card = tmp_path / "card"
     for index, photo in enumerate(tests):
         folder = card / ("morning" if index < 3 else "evening")
