@@ -170,6 +170,24 @@ def test_review_session(server, page, demo_root, tmp_path):
         train_csv = opened.read("train.csv").decode()
     assert "metadata.csv" in names and train_csv.count("\n") == Catalog(path).stats()["photos_known"] + 1
 
+    # an encounter (two photos from one folder of a memory card) is one card: one key press decides both
+    card = tmp_path / "card" / "camera7"
+    card.mkdir(parents=True)
+    for photo in sorted((demo_root / "test" / "test").glob("*.png"))[10:12]:
+        shutil.copy(photo, card / photo.name)
+    newest = max(q["id"] for q in Catalog(path).queue(limit=1000)) if Catalog(path).queue() else 0
+    Catalog(path, device="cpu").add(tmp_path / "card", encounter_by="folder")
+    page.goto(f"{base}/review?after={newest}")
+    assert page.get_attribute("#encounter-photos", "data-count") == "2"
+    before = Catalog(path).stats()["photos_queued"]
+    with page.expect_navigation():
+        page.keyboard.press("1")
+    stats, log = _state(path)
+    assert stats["photos_queued"] == before - 2 and log[0]["action"] == log[1]["action"] is not None
+    with page.expect_navigation():
+        page.keyboard.press("u")  # undone as one
+    assert Catalog(path).stats()["photos_queued"] == before
+
 
 def _save_screenshot(page, tmp_path):
     folder = Path(os.environ.get("JAGUAR_REID_SCREENSHOTS", tmp_path))

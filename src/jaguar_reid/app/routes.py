@@ -157,7 +157,8 @@ def review(request: Request, state: State, after: int = 0):
         queued = state.catalog.queue(after=after, limit=1)
         remaining = state.catalog.stats()["photos_queued"]
         if not queued:
-            return page(request, "review.html", image=None, remaining=remaining, after=after)
+            return page(request, "review.html", image=None, remaining=remaining, after=after,
+                        last=state.catalog.last_decision())  # the last photo decided can still be taken back
         image = queued[0]
         encounter = state.catalog.encounter_queue(image)  # a queued encounter is one card: all its photos, one decision
         result = state.catalog.identify_queued(encounter, top_k=state.top_k)
