@@ -158,11 +158,12 @@ class Catalog(Reviewing):
         in a loose camera-trap frame, or clear it (``None``); the photo is embedded again from the
         crop under every bound model, in one transaction. Returns the photo's row."""
         image = self.find_image(photo)
-        image.update(crop_box(image, box))
+        columns = crop_box(image, box)
+        image.update(columns)
         vectors = {model_id: self._embed(self._embedder_for(model_id), [model_input(self.store, image)])
                    for model_id in self.repository.model_ids()}
         with self.repository.transaction() as connection:
-            Repository.set_crop(connection, image["id"], crop_box(image, box))
+            Repository.set_crop(connection, image["id"], columns)
             for model_id, vector in vectors.items():
                 Repository.put_embeddings(connection, model_id, [image["id"]], vector, replace=True)
         return image

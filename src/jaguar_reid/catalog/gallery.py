@@ -109,16 +109,10 @@ def identify(gallery: Gallery, queries: np.ndarray, calibration: OpenSetCalibrat
     The verdict reads the best individual's decision score against ``calibration.threshold``,
     whatever ``top_k`` is. A query whose ``query_sha256`` is a gallery photo is not matched with it.
     """
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    hashes = query_sha256 or [None] * len(queries)
+    queries, hashes = _checked_queries(queries, top_k, query_sha256)
     answers = []
     for start in range(0, len(queries), chunk):
-        similarity = gallery.vectors.similarities(queries[start:start + chunk])
-        for row, sha256 in enumerate(hashes[start:start + chunk]):
-            if sha256 in gallery.position:
-                similarity[row, gallery.position[sha256]] = EXCLUDED_SIMILARITY
+        similarity = _similarities(gallery, queries[start:start + chunk], hashes[start:start + chunk])
         scores, individuals = individual_scores(similarity, gallery.blocks, calibration.method, calibration.k)
         decisions = decision_scores(scores, calibration.normalization)
         for row in range(len(similarity)):
@@ -133,18 +127,12 @@ def identify_encounters(gallery: Gallery, queries: np.ndarray, encounters, calib
     individual or None, top-k candidates). An encounter's score for an individual pools its photos'
     scores (``pool_by_encounter``); ``calibration`` should be the encounter-level one. The best
     matching catalogue photos are those closest to any of the encounter's photos."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    queries, hashes = _checked_queries(queries, top_k, query_sha256)
     encounters = np.asarray(encounters, dtype=object)
-    hashes = query_sha256 or [None] * len(queries)
     answers = []
     for encounter in dict.fromkeys(encounters.tolist()):  # one encounter at a time: memory stays bounded
         members = np.flatnonzero(encounters == encounter)
-        similarity = gallery.vectors.similarities(queries[members])
-        for row, index in enumerate(members):
-            if hashes[index] in gallery.position:
-                similarity[row, gallery.position[hashes[index]]] = EXCLUDED_SIMILARITY
+        similarity = _similarities(gallery, queries[members], [hashes[i] for i in members])
         scores, individuals = individual_scores(similarity, gallery.blocks, calibration.method, calibration.k)
         pooled, _ = pool_by_encounter(scores, np.zeros(len(members)))
         decisions = decision_scores(pooled, calibration.normalization)
@@ -152,6 +140,22 @@ def identify_encounters(gallery: Gallery, queries: np.ndarray, encounters, calib
                            photos_per_individual)
         answers.append((encounter, members.tolist(), *ranking))
     return answers
+
+
+def _checked_queries(queries, top_k: int, query_sha256) -> tuple[np.ndarray, list]:
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    return queries, list(query_sha256 or [None] * len(queries))
+
+
+def _similarities(gallery: Gallery, queries: np.ndarray, hashes: list) -> np.ndarray:
+    """Cosine similarities (Q, N) of queries to the gallery, a query that is a gallery photo never matching itself."""
+    similarity = gallery.vectors.similarities(queries)
+    for row, sha256 in enumerate(hashes):
+        if sha256 in gallery.position:
+            similarity[row, gallery.position[sha256]] = EXCLUDED_SIMILARITY
+    return similarity
 
 
 def _ranking(gallery: Gallery, similarity, scores, decision, individuals, calibration: OpenSetCalibration, top_k: int,

@@ -74,11 +74,6 @@ class Repository:
         with self.db.connect() as connection:
             return list(connection.scalars(select(models.c.id)))
 
-    def model_runs(self, model_id: int) -> list[str]:
-        """The run folders of a bound model."""
-        with self.db.connect() as connection:
-            return json.loads(connection.scalar(select(models.c.runs).where(models.c.id == model_id)))
-
     def model_rows(self) -> list[dict]:
         """Every bound model's row."""
         with self.db.connect() as connection:
@@ -248,7 +243,12 @@ class Repository:
         with self.db.connect() as connection:
             found = connection.scalar(select(decisions.c.id).where(decisions.c.decision != "undo", decisions.c.id.not_in(undone))
                                       .order_by(decisions.c.id.desc()).limit(1))
-        return None if found is None else next(d for d in self.decision_log(where=decisions.c.id == found))
+        return None if found is None else self.decision(found)
+
+    def decision(self, decision_id: int) -> dict | None:
+        """One entry of the decision log by id (as ``decision_log`` gives it), or None."""
+        rows = self.decision_log(where=decisions.c.id == decision_id)
+        return rows[0] if rows else None
 
     def decision_log(self, limit: int | None = None, where=None) -> list[dict]:
         """The decision log, newest first, with each photo's name and sha256, the individual's name and a ``summary``."""

@@ -76,6 +76,10 @@ class Reviewing:
         """The decision log, newest first (each row with a ``summary`` in words)."""
         return self.repository.decision_log(limit)
 
+    def decision(self, decision_id: int) -> dict | None:
+        """One entry of the decision log by id, or None."""
+        return self.repository.decision(decision_id)
+
     def last_decision(self) -> dict | None:
         """The newest decision not undone yet (what "undo last" takes back), or None."""
         return self.repository.last_decision()

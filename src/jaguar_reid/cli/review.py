@@ -74,7 +74,7 @@ def catalog_undo(
         if last is None:
             raise CatalogError(f"{catalog}: no decision to undo")
         decision = last["id"]
-    undone = next((d for d in opened.decision_log() if d["id"] == decision), None)
+    undone = opened.decision(decision)
     opened.undo(decision, who=who)
     typer.echo(f"undid decision {decision}" + (f" ({undone['summary']}{', ' + undone['original_name'] if undone['original_name'] else ''})"
                                                if undone else ""))
