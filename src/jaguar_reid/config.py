@@ -63,7 +63,7 @@ def _toml_value(value) -> str:
 
 # Settings that say where and how fast a run executes, or how its embeddings are post-processed
 # and turned into open-set decisions: not what it learns.
-_EXECUTION_ONLY = {"train": {"device", "eval_batch_size", "feature_backend"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
+_EXECUTION_ONLY = {"train": {"device", "eval_batch_size", "feature_backend", "channels_last"}, "data": {"num_workers"}, "postprocess": True, "open_set": True}
 
 
 class _Section(BaseModel):
@@ -159,7 +159,7 @@ class TrainConfig(_Section):
     seed: int = Field(42, description="training seed (batches, augmentation, head init)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast (auto: on CUDA only) or fp32")
-    channels_last: bool = Field(False, description="channels-last memory format")
+    channels_last: bool = Field(False, description="channels-last memory format (same numbers; on the CPU about 1.5x faster for EfficientNets)")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA (during training and embedding only)")
     compile: bool = Field(False, description="torch.compile the training step")
     grad_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less memory)")
@@ -171,6 +171,8 @@ class TrainConfig(_Section):
     selection_metric: Literal[
         "pair_auc", "identity_balanced_map", "retrieval_map", "retrieval_top1", "pair_ap"
     ] = Field("pair_auc", description="validation metric that picks the kept checkpoint (epoch 0, the untrained model, is a candidate)")
+    keep_epoch: Literal["best", "last"] = Field(
+        "best", description="the kept checkpoint: the best-validating epoch (epoch 0 included) or the schedule's last")
     select_on_other_groups: bool = Field(
         True, description="with split.group_column: select on pairs from different groups only (e.g. other sightings)")
     eval_batch_size: int = Field(64, description="batch size for embedding")
@@ -195,6 +197,8 @@ class FinetuneConfig(_Section):
     layer_decay: float = Field(0.85, gt=0.0, le=1.0, description="layer-wise learning-rate decay of the backbone")
     freeze_stages: int = Field(2, description="freeze the stem and this many leading stages")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of the weights per step (0: off)")
+    keep_epoch: Literal["best", "last"] = Field(
+        "last", description="the stage's candidate against the head: its last epoch (the schedule decides; a small validation split picks noise) or its best")
     sampler: Literal["random", "pk", "pk_groups"] = Field(
         "pk_groups", description="batches: pk_groups draws each identity's photos from different groups (sightings, or the automatic groups)")
     batch_size: int = Field(32, description="images per batch")
@@ -207,7 +211,7 @@ class FinetuneConfig(_Section):
         """The fine-tuning stage's config: ``cfg`` (the head's) with the backbone unfrozen and these settings."""
         return cfg.with_overrides({
             "train.head_only": False, "train.epochs": self.epochs, "train.sampler": self.sampler,
-            "train.batch_size": self.batch_size, "train.ema_decay": self.ema_decay,
+            "train.batch_size": self.batch_size, "train.ema_decay": self.ema_decay, "train.keep_epoch": self.keep_epoch,
             "model.freeze_stages": self.freeze_stages, "optimizer.lr": self.lr,
             "optimizer.head_lr_multiplier": self.head_lr / self.lr, "optimizer.layer_decay": self.layer_decay,
             "schedule.warmup_epochs": self.warmup_epochs, "model.arcface_scale": self.arcface_scale,

@@ -41,16 +41,18 @@ def test_auto_rule_fine_tunes_only_where_the_median_identity_has_enough_photos()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("init", ["head", "pretrained"])
-def test_head_is_kept_when_fine_tuning_hurts(root, tmp_path, init):
+@pytest.mark.parametrize("init, keep, says", [("head", "last", "the last fine-tuning epoch did not beat the head"),
+                                              ("pretrained", "last", "the last fine-tuning epoch did not beat the head"),
+                                              ("head", "best", "no fine-tuning epoch beat the head")])
+def test_head_is_kept_when_fine_tuning_hurts(root, tmp_path, init, keep, says):
     # A learning rate of 5 wrecks every fine-tuned weight: no fine-tuning epoch can beat the head.
     cfg = load_config("lite0-cpu", SMALL + ["finetune.mode=always", "finetune.lr=5.0", "finetune.head_lr=5.0",
-                                            f"finetune.init={init}"])
+                                            f"finetune.init={init}", f"finetune.keep_epoch={keep}"])
     summary = train(cfg, root, tmp_path / "run")
     assert summary["stage"] == "head", summary["choice"]
     key = summary["selection_metric"]
-    assert summary["stages"]["finetune"]["best"][key] <= summary["stages"]["head"]["best"][key]
-    assert "no fine-tuning epoch beat the head" in summary["choice"]
+    assert not summary["stages"]["finetune"]["best"][key] > summary["stages"]["head"]["best"][key]  # NaN once diverged
+    assert says in summary["choice"]
     run = tmp_path / "run"
     assert [m.path for m in Run(run).members] == [run / "stages" / "head"]  # the head is the run's model
     saved = json.loads((run / "summary.json").read_text())
@@ -80,6 +82,20 @@ def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
     assert embedder.members[0].preprocessing.image_size == 48
     vectors = embedder.embed(sorted((root / "train" / "train").iterdir())[:2])
     assert vectors.shape == (2, 1280)
+
+
+@pytest.mark.slow
+def test_keep_epoch_last_keeps_the_schedules_end_even_when_training_only_hurts(root, tmp_path):
+    # lr 5 wrecks the weights: "best" would keep epoch 0 (the untrained model), "last" keeps epoch 2.
+    cfg = load_config("lite0-finetune", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=32",
+                                         "train.epochs=2", "train.batch_size=8", "optimizer.lr=5.0",
+                                         "split.auto_groups=false", "train.keep_epoch=last"])
+    summary = train(cfg, root, tmp_path / "run")
+    assert summary["best_epoch"] == 2 and summary["best"] == summary["last"]
+    run = Run(tmp_path / "run")
+    best, last = load_file(run.path / "best.safetensors"), load_file(run.path / "last.safetensors")
+    assert best.keys() == last.keys()
+    assert all(torch.allclose(best[k].double(), last[k].double(), rtol=0, atol=0, equal_nan=True) for k in best)  # NaN: diverged
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
             record = train_epoch(session, epoch)
             record.update(validate(session))
             session.history.append(record)
-            improved = record[selection] > session.best["value"]
+            improved = cfg.train.keep_epoch == "last" or record[selection] > session.best["value"]
             if improved:
                 session.best = {"epoch": epoch + 1, "value": record[selection]}
             if distributed.is_main:

@@ -4,9 +4,10 @@ Stage one trains the neck and ArcFace head on cached frozen features (``train.he
 handful of photos per animal that is what holds up on new sightings. Stage two, where the data
 supports it (``finetune.mode``), unfreezes the backbone and fine-tunes it starting from that
 head, so the first gradients do not distort good features to fit a random head. Its epoch 0 is
-the head itself, so fine-tuning is kept only when one of its epochs validates better than the
-head on the selection metric (other groups' pairs when there are groups): never worse than the
-head, which is never worse than the frozen features.
+the head itself. The stage's candidate is its last epoch (``finetune.keep_epoch``: the schedule
+decides, since a small validation split, above all one of automatic groups, picks noise), kept
+only when it validates better than the head on the selection metric (other groups' pairs when
+there are groups): never worse than the head, which is never worse than the frozen features.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def uses_stages(cfg: Config) -> bool:
 def finetune_decision(cfg: Config, train_labels) -> FinetuneDecision:
     """The rule of ``finetune.mode = auto``: fine-tune when the median identity has at least
     ``finetune.min_images_per_identity`` training photos (measured: with a median of 6, as on the
-    nyala set, fine-tuning memorises sightings; with 22, as on the cattle set, it scores 2.3x the
+    nyala set, fine-tuning memorises sightings; with 22, as on the cattle set, it scores 3x the
     head across sightings)."""
     counts = np.unique(np.asarray(train_labels), return_counts=True)[1]
     median, needed = float(np.median(counts)), cfg.finetune.min_images_per_identity
@@ -78,7 +79,8 @@ def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, 
         if finetune["best_epoch"] > 0 and finetune["best"][key] > head["best"][key]:
             kept, choice = FINETUNE, f"{choice}; fine-tuning kept ({versus})"
         else:
-            choice = f"{choice}; no fine-tuning epoch beat the head ({versus}): the head is kept"
+            lost = "the last fine-tuning epoch did not beat" if ft_cfg.train.keep_epoch == "last" else "no fine-tuning epoch beat"
+            choice = f"{choice}; {lost} the head ({versus}): the head is kept"
     # "untrained" stays the frozen pretrained model (the fine-tuning stage's epoch 0 is the head).
     return {**summaries[kept], "untrained": head["untrained"], "stage": kept, "choice": choice,
             "stages": {name: {k: s[k] for k in ("best_epoch", "epochs", "best", "train_seconds")}
