@@ -92,5 +92,6 @@ def test_config_show_round_trips_with_a_comment_per_key():
 def test_where_a_run_executes_does_not_make_it_another_run():
     cfg = load_config("lite0-cpu")
     assert cfg.same_run_as(cfg.with_overrides({"train.device": "cpu", "data.num_workers": 4, "train.eval_batch_size": 8,
-                                               "postprocess.rerank": False}))
+                                               "postprocess.rerank": False, "train.channels_last": False}))
     assert not cfg.same_run_as(cfg.with_overrides({"train.epochs": 3}))
+    assert not cfg.same_run_as(cfg.with_overrides({"finetune.keep_epoch": "best"}))  # what is kept is what is learnt

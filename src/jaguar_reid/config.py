@@ -159,7 +159,7 @@ class TrainConfig(_Section):
     seed: int = Field(42, description="training seed (batches, augmentation, head init)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast (auto: on CUDA only) or fp32")
-    channels_last: bool = Field(False, description="channels-last memory format (same numbers; on the CPU about 1.5x faster for EfficientNets)")
+    channels_last: bool = Field(False, description="channels-last memory format (fp32 all the same, summed in another order; on the CPU about 1.5x faster for EfficientNets)")
     tf32: bool = Field(True, description="TF32 matmuls on CUDA (during training and embedding only)")
     compile: bool = Field(False, description="torch.compile the training step")
     grad_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less memory)")
