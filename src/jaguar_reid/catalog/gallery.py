@@ -128,10 +128,12 @@ def identify_encounters(gallery: Gallery, queries: np.ndarray, encounters, calib
     scores (``pool_by_encounter``); ``calibration`` should be the encounter-level one. The best
     matching catalogue photos are those closest to any of the encounter's photos."""
     queries, hashes = _checked_queries(queries, top_k, query_sha256)
-    encounters = np.asarray(encounters, dtype=object)
+    members_of: dict = {}  # in order of first appearance; one pass, not a scan of every photo per encounter
+    for index, encounter in enumerate(np.asarray(encounters, dtype=object).tolist()):
+        members_of.setdefault(encounter, []).append(index)
     answers = []
-    for encounter in dict.fromkeys(encounters.tolist()):  # one encounter at a time: memory stays bounded
-        members = np.flatnonzero(encounters == encounter)
+    for encounter, members in members_of.items():  # one encounter at a time: memory stays bounded
+        members = np.asarray(members)
         similarity = _similarities(gallery, queries[members], [hashes[i] for i in members])
         scores, individuals = individual_scores(similarity, gallery.blocks, calibration.method, calibration.k)
         pooled, _ = pool_by_encounter(scores, np.zeros(len(members)))
