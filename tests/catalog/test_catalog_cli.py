@@ -174,6 +174,17 @@ def test_edits_on_the_command_line_are_logged_and_undoable(tmp_path, catalog_run
     assert log[0]["undoes"] == rename["id"] and {d["undoes"] for d in log[1:1 + len(merges)]} == merges
     assert names[1] in {i["name"] for i in Catalog(db).individuals()}  # the rename was taken back
 
+    # An individual left without photos (its only photo's decision undone) merges, and that merge is
+    # logged and undone by the id the command prints (it once named the newest decision, whatever it was).
+    _ok(["catalog", "decide", db, photo, "--new", "Nobody"])
+    _ok(["catalog", "undo", db])
+    hint = _ok(["catalog", "merge", db, "Nobody", names[3]])
+    assert "moved 0 photo(s) of Nobody" in hint
+    decision = int(hint.split("--decision ")[1].split(")")[0])
+    assert Catalog(db).decision(decision)["summary"] == f"merged Nobody into {names[3]}"
+    _ok(["catalog", "undo", db, "--decision", decision])
+    assert "moved 0 photo(s)" in _ok(["catalog", "merge", db, "Nobody", names[3]])  # not merged away any more
+
 
 def pd_names(demo_root):
     import pandas as pd

@@ -80,11 +80,12 @@ def merge(repository: Repository, source: str, target: str, who: str | None = No
         connection.execute(update(individuals).where(individuals.c.id == source_id).values(merged_into=target_id))
         stamp, person = now(), who or default_who()
         detail = json.dumps({"source": source, "target": target})
+        # an individual without known photos still leaves one row: the merge is in the log and can be undone
         connection.execute(insert(decisions), [
             {"image_id": image_id, "decision": str(Decision.MERGE), "individual_id": target_id, "action": action,
              "previous": json.dumps({"status": status, "individual_id": source_id}), "detail": detail,
              "who": person, "at": stamp}
-            for image_id, status in moved])
+            for image_id, status in moved or [(None, None)]])
     return len(moved)
 
 
@@ -127,7 +128,7 @@ def undo(repository: Repository, decision_id: int, who: str | None = None) -> in
 
 
 def _undo_photos(connection, rows, decision_id: int) -> None:
-    for done in rows:
+    for done in (row for row in rows if row["image_id"] is not None):  # a merge of no photos logs one row without one
         current = connection.execute(select(images.c.status, images.c.individual_id)
                                      .where(images.c.id == done["image_id"]).with_for_update()).one()
         if (current.status, current.individual_id) != _state_after(done):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Optional
 
 import typer
@@ -54,7 +55,10 @@ def catalog_merge(
     """Merge two individuals found to be one animal: every photo of SOURCE goes to TARGET (one undoable action)."""
     opened = _catalog(catalog)
     moved = opened.merge(source, target, who=who)
-    _say_done(catalog, opened.decision_log(limit=1)[0]["id"], f"moved {moved} photo(s) of {source} to {target}")
+    # this merge's newest row (the app may have logged a decision since, so not just the newest one)
+    logged = next(row for row in opened.decision_log(limit=moved + 50)
+                  if row["decision"] == "merge" and json.loads(row["detail"]) == {"source": source, "target": target})
+    _say_done(catalog, logged["id"], f"moved {moved} photo(s) of {source} to {target}")
 
 
 def _say_done(catalog: str, decision: int, what: str) -> None:
