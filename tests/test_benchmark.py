@@ -52,8 +52,11 @@ def test_resighting_benchmark_scores_every_pair_subset_and_shares_features(tmp_p
 @pytest.mark.slow
 def test_without_metadata_training_sees_neither_sightings_nor_held_out_photos(tmp_path):
     root = _data(tmp_path)
-    recipe = Recipe("default", load_config("lite0-cpu", SMALL))
+    recipe = Recipe("default", load_config("lite0-cpu", SMALL + ["train.refit=always"]))
     with_meta = resighting_benchmark([recipe], root, tmp_path / "meta.csv", tmp_path / "a", split_seeds=(0,))
+    # With sightings known the validation split is the held-out sightings: refitting would train on them.
+    assert not any(r["refit"] for r in with_meta)
+    assert not (tmp_path / "a" / "default" / "split_0" / "stages" / "head_all").exists()
     without = resighting_benchmark([recipe], root, tmp_path / "meta.csv", tmp_path / "b", split_seeds=(0,),
                                    metadata_in_training=False)
     # Scored on the same held-out sightings either way.
@@ -61,5 +64,8 @@ def test_without_metadata_training_sees_neither_sightings_nor_held_out_photos(tm
     trained_on = set(pd.read_csv(tmp_path / "b" / "train_csv_split_0" / "train.csv")["filename"])
     split = Run(tmp_path / "b" / "default" / "split_0").split
     assert set(split.train) | set(split.val) == trained_on  # the held-out photos never reached training
+    # From train.csv alone the refit trains on every photo of that train.csv, and on nothing held out.
+    assert all(r["refit"] for r in without)
+    assert set(Run(tmp_path / "b" / "default" / "split_0" / "stages" / "head_all").split.train) == trained_on
     assert split.group_column == AUTO_GROUPS
     assert len(trained_on) + with_meta[0]["n_val_images"] == len(pd.read_csv(root / "train.csv"))

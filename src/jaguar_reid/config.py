@@ -179,6 +179,8 @@ class TrainConfig(_Section):
     feature_backend: Backend = Field(
         DEFAULT_BACKEND, description="head_only: embed the frozen features with PyTorch or onnxruntime (auto: onnx on the CPU, about 5x faster)")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="exponential moving average of the weights per optimizer step, validated and saved instead of them (0: off)")
+    refit: Literal["never", "head", "always"] = Field(
+        "never", description="two-stage runs: once validation has chosen the stage and its epochs, train that stage again on every photo, validation included (stages/<stage>_all, the run's model; evaluate and calibrate score the stage trained without them): never, when the head is kept (seconds: its features are cached) or always (a kept fine-tune trains a second time)")
 
 
 class FinetuneConfig(_Section):

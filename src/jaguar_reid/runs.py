@@ -22,7 +22,10 @@ parent holds config.toml, data.json, split.json and a summary with mean and stan
 
 A run with a fine-tuning stage (``finetune.mode``) trains ``stages/head/`` and ``stages/finetune/``
 (each a run as above, each with its own config: the stages may differ in input size) and names the
-kept one in its summary; that stage is the run's model (``Run.members``).
+kept one in its summary; that stage is the run's model (``Run.members``). With ``train.refit`` the
+kept stage is then trained again on every photo, validation included (``stages/head_all/``, and
+``stages/finetune_all/`` from it): that is the model, while ``evaluate`` and ``calibrate`` score
+the stage trained without the validation photos (``Run.validated_members``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ BEST_WEIGHTS, LAST_WEIGHTS, LAST_STATE = "best.safetensors", "last.safetensors",
 _WEIGHT_FILES = {"best": BEST_WEIGHTS, "last": LAST_WEIGHTS, "best_criterion": "best_criterion.safetensors"}
 EMBEDDINGS_DIR = "embeddings"
 STAGES_DIR = "stages"
+REFIT_SUFFIX = "_all"  # stages/<stage>_all: the kept stage trained again on every photo (train.refit)
 _CACHES = {EMBEDDINGS_DIR, "onnx", STAGES_DIR}  # what a run folder may hold before it is claimed (shared feature caches, exported graphs)
 
 
@@ -79,9 +83,10 @@ class Run:
 
     @property
     def kept_stage(self) -> Run | None:
-        """A staged run's kept stage (``stages/head`` or ``stages/finetune``, as its summary says), else None."""
+        """A staged run's model: its kept stage (``stages/head`` or ``stages/finetune``, as its summary
+        says), or that stage refitted on every photo (``stages/<stage>_all``); None for other runs."""
         summary = self.summary if not self.is_trained else None
-        return Run(self.path / STAGES_DIR / summary["stage"]) if summary and "stage" in summary else None
+        return Run(self.path / STAGES_DIR / summary.get("refit", summary["stage"])) if summary and "stage" in summary else None
 
     def _model(self) -> Run | None:
         """The single-seed model of a seed folder: itself when trained, else its kept stage (None: neither yet)."""
@@ -99,6 +104,19 @@ class Run:
             raise RunFolderError(f"{self.path}: no trained model here (expected {BEST_WEIGHTS} or seed_*/{BEST_WEIGHTS}); "
                                  "train one with: jaguar-reid train --data-root DATA --out RUN")
         return members
+
+    @property
+    def validated_members(self) -> list[Run]:
+        """``members``, each refitted stage replaced by the same stage trained without the validation
+        photos: what scores on the validation split mean anything for (``evaluate``, ``calibrate``)."""
+        return [Run(m.path.with_name(m.path.name.removesuffix(REFIT_SUFFIX))) if m.path.parent.name == STAGES_DIR else m
+                for m in self.members]
+
+    @property
+    def feature_cache(self) -> Run:
+        """The run whose ``embeddings/`` keeps the frozen backbone's features: a stage's parent run
+        (its stages, refits included, embed the same photos with the same frozen backbone), else itself."""
+        return Run(self.path.parent.parent) if self.path.parent.name == STAGES_DIR else self
 
     def _require(self, name: str) -> Path:
         path = self.path / name

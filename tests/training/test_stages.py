@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,8 +10,10 @@ from safetensors.torch import load_file
 from jaguar_reid.config import load_config
 from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.synthetic import make_demo_data
+from jaguar_reid.inference.embedder import Embedder
 from jaguar_reid.models.reid import create_reid_model
 from jaguar_reid.runs import Run
+from jaguar_reid.tasks.evaluate import evaluate_run
 from jaguar_reid.training.losses import ReIDCriterion
 from jaguar_reid.training.optim import parameter_groups
 from jaguar_reid.training.session import Distributed, setup
@@ -47,7 +50,7 @@ def test_auto_rule_fine_tunes_only_where_the_median_identity_has_enough_photos()
 def test_head_is_kept_when_fine_tuning_hurts(root, tmp_path, init, keep, says):
     # A learning rate of 5 wrecks every fine-tuned weight: no fine-tuning epoch can beat the head.
     cfg = load_config("lite0-cpu", SMALL + ["finetune.mode=always", "finetune.lr=5.0", "finetune.head_lr=5.0",
-                                            f"finetune.init={init}", f"finetune.keep_epoch={keep}"])
+                                            f"finetune.init={init}", f"finetune.keep_epoch={keep}", "train.refit=never"])
     summary = train(cfg, root, tmp_path / "run")
     assert summary["stage"] == "head", summary["choice"]
     key = summary["selection_metric"]
@@ -68,9 +71,10 @@ def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
     cfg = load_config("lite0-cpu", SMALL + [
         "model.pretrained=none", "finetune.mode=always", "finetune.epochs=4", "finetune.image_size=48", "finetune.lr=2e-3",
         "finetune.head_lr=2e-3", "finetune.freeze_stages=0", "finetune.arcface_scale=10", "finetune.arcface_margin=0.1",
-        "split.auto_groups=false", "train.selection_metric=pair_auc"])
+        "split.auto_groups=false", "train.selection_metric=pair_auc", "train.refit=head"])
     summary = train(cfg, root, tmp_path / "run")
     assert summary["stage"] == "finetune", summary["choice"]
+    assert "refit" not in summary and not (tmp_path / "run" / "stages" / "head_all").exists()  # refit=head: a kept head only
     key = summary["selection_metric"]
     assert summary["stages"]["finetune"]["best"][key] > summary["stages"]["head"]["best"][key]
     run = tmp_path / "run"
@@ -82,6 +86,42 @@ def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
     assert embedder.members[0].preprocessing.image_size == 48
     vectors = embedder.embed(sorted((root / "train" / "train").iterdir())[:2])
     assert vectors.shape == (2, 1280)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kept", ["head", "finetune"])
+def test_refit_trains_the_kept_stage_again_on_every_photo(root, tmp_path, kept):
+    fine_tune = ["model.pretrained=none", "finetune.mode=always", "finetune.epochs=4", "finetune.image_size=48",
+                 "finetune.lr=2e-3", "finetune.head_lr=2e-3", "finetune.freeze_stages=0", "finetune.arcface_scale=10",
+                 "finetune.arcface_margin=0.1", "train.selection_metric=pair_auc"]
+    keep_head = ["finetune.mode=auto", "finetune.min_images_per_identity=1000"]  # too few photos: the head only
+    cfg = load_config("lite0-cpu", SMALL + (fine_tune if kept == "finetune" else keep_head) +
+                      ["split.auto_groups=false", f"train.refit={'head' if kept == 'head' else 'always'}"] +
+                      (["split.unknown_fraction=0.2"] if kept == "head" else []))  # fine-tuning wins only with every animal
+    summary = train(cfg, root, tmp_path / "run")
+    assert summary["stage"] == kept, summary["choice"]
+    assert summary["refit"] == f"{kept}_all" and "trained again on all" in summary["choice"]
+    run = Run(tmp_path / "run")
+    stages = run.path / "stages"
+    # The run's model is the refit; what scores on validation mean anything for is the stage trained without it.
+    assert [m.path for m in run.members] == [stages / f"{kept}_all"]
+    assert [m.path for m in run.validated_members] == [stages / kept]
+    split, refit = run.split, Run(stages / f"{kept}_all")
+    assert split.val and bool(split.unknown) == (kept == "head")
+    assert refit.split.train == sorted(split.train + split.val + split.unknown)  # validation and held-out animals included
+    trained = set(Run(stages / kept).classes)
+    assert set(refit.classes) > trained if split.unknown else set(refit.classes) == trained  # held-out animals are classes now
+    # Each refitted stage stops at the epoch its stage kept, on the same schedule.
+    for name in ["head"] + (["finetune"] if kept == "finetune" else []):
+        refit_history = Run(stages / f"{name}_all").history
+        assert refit_history[-1]["epoch"] == summary["stages"][name]["best_epoch"]
+        assert refit_history[-1]["lr"] == next(r["lr"] for r in Run(stages / name).history
+                                               if r["epoch"] == summary["stages"][name]["best_epoch"])
+    assert not _same_tensors(load_file(refit.path / "best.safetensors"), load_file(stages / kept / "best.safetensors"))
+    # evaluate scores the stage that has not seen the validation photos, not the refit.
+    evaluation = evaluate_run(run)
+    assert np.allclose(evaluation.embeddings, Embedder.from_runs(stages / kept).embed(evaluation.paths, flip_tta=True), atol=1e-5)
+    assert not np.allclose(evaluation.embeddings, Embedder.from_runs(refit).embed(evaluation.paths, flip_tta=True), atol=1e-3)
 
 
 @pytest.mark.slow

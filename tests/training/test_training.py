@@ -243,7 +243,7 @@ def test_head_only_trains_on_cached_features_and_resumes_from_them(train_root, t
                                     "train.epochs=3", "train.feature_views=2", "train.batch_size=16", "finetune.mode=never"])
     run = Run(tmp_path / "run")
     summary = train(cfg.with_overrides({"train.epochs": 2}), train_root, run.path)
-    cached = sorted(p.name for p in (run.path / "embeddings").glob("*.npy"))
+    cached = sorted(p.name for p in (run.path / "embeddings").glob("*.npy") if not p.name.endswith("-paths.npy"))
     assert [name.split("-")[0] for name in cached] == ["groups", "train", "val"]
     cached = cached[1:]
     features = np.load(run.path / "embeddings" / cached[0])
@@ -264,6 +264,37 @@ def test_head_only_trains_on_cached_features_and_resumes_from_them(train_root, t
     paths = [train_root / "train" / "train" / name for name in run.split.val[:3]]
     vectors = Embedder.from_runs(run, cache=False).embed(paths)
     assert vectors.shape == (3, 512)
+
+
+def test_feature_cache_embeds_only_the_photos_it_has_not_seen(train_root, tmp_path, monkeypatch):
+    from jaguar_reid.data.dataset import ImageSet
+    from jaguar_reid.models import create_reid_model
+    from jaguar_reid.runs import Run
+    from jaguar_reid.training import features as feature_cache
+
+    cfg = load_config("lite0-cpu", ["model.backbone=resnet18", "model.pretrained=none", "data.image_size=32",
+                                    "train.feature_backend=torch"])
+    model = create_reid_model(cfg.model).eval()
+    paths = sorted((train_root / "train" / "train").iterdir())[:10]
+    embedded = []
+    original = feature_cache.embed_images
+    monkeypatch.setattr(feature_cache, "embed_images", lambda model, images, *a, **k: (
+        embedded.append(len(images)), original(model, images, *a, **k))[1])
+    run = Run(tmp_path / "run" / "stages" / "head_all")
+    assert run.feature_cache.path == tmp_path / "run"  # a stage (a refit too) shares its parent's features
+
+    def features(chosen):
+        return feature_cache.cached_features(cfg, run, model, ImageSet(chosen, None, 32), 1, torch.device("cpu"), "train")
+
+    first = features(paths[:6])
+    assert embedded == [6, 6]  # the plain view, then one augmented view
+    second = features(paths[9:2:-1])  # 3 photos known, 4 new, in another order
+    assert embedded[2:] == [4, 4]
+    assert second.shape == (7, 2, 512)
+    assert torch.equal(second[-3:], first[3:6].flip(0))  # each photo's row, whatever the order asked for
+    again = features(paths[::-1])
+    assert len(embedded) == 4  # nothing new to embed
+    assert torch.equal(again[:7], second)
 
 
 def test_identity_neck_makes_epoch_zero_equal_to_the_frozen_backbone():

@@ -51,6 +51,12 @@ class ImageSet(Dataset):
         other.transform = transform
         return other
 
+    def subset(self, indices) -> ImageSet:
+        """The images at ``indices`` (labels with them), under the same transform; a cache of its own."""
+        labels = None if self.labels is None else self.labels[list(indices)]
+        return ImageSet([self.paths[i] for i in indices], labels, self.image_size, self.alpha, self.transform,
+                        self._cache is not None)
+
     def pixels(self, index: int) -> torch.Tensor:
         """The uint8 pixels (3, H, W) of image ``index`` at the set's size, before any transform."""
         if self._cache is not None and index in self._cache:

@@ -72,7 +72,7 @@ def _pil_png(image: Image.Image) -> str:
 
 def training_curves(run: Run) -> str | None:
     """Loss (and its parts) and validation metrics per epoch; the kept epoch is marked."""
-    histories = {m.path.name: m.history for m in run.members if m.history}
+    histories = {m.path.name: m.history for m in run.validated_members if m.history}
     if not histories:
         return None
     figure = Figure(figsize=(11, 3.8))
@@ -87,7 +87,7 @@ def training_curves(run: Run) -> str | None:
         for metric in _CURVE_METRICS:
             metric_axis.plot([r["epoch"] for r in rows], [r[metric] for r in rows], marker=".",
                              label=f"{METRIC_LABELS[metric][0]}{suffix}")
-    for member in run.members:
+    for member in run.validated_members:
         summary = member.summary or {}
         if "best_epoch" in summary:
             metric_axis.axvline(summary["best_epoch"], color="#c58b2b", linestyle=":", linewidth=1.5)
@@ -204,10 +204,10 @@ def _definitions() -> str:
 
 def _kept_epoch(run: Run) -> str:
     parts = []
-    for member in run.members:
+    for member in run.validated_members:
         summary = member.summary or {}
         if "best_epoch" in summary:
-            label = f"{member.path.name}: " if len(run.members) > 1 else ""
+            label = f"{member.path.name}: " if len(run.validated_members) > 1 else ""
             parts.append(f"{label}epoch {summary['best_epoch']} of {summary['epochs']} "
                          f"(by {METRIC_LABELS.get(summary['selection_metric'], (summary['selection_metric'],))[0]})")
     return "; ".join(parts)

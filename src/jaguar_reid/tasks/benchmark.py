@@ -27,8 +27,7 @@ from ..evaluation.evaluate import ablation, pair_subsets
 from ..evaluation.metrics import METRIC_NAMES
 from ..files import atomic_write_text
 from ..inference.embedder import Embedder
-from ..runs import EMBEDDINGS_DIR, STAGES_DIR, Run
-from ..training.stages import HEAD
+from ..runs import EMBEDDINGS_DIR, Run
 from ..training.trainer import train
 
 RESIGHTING = {"split.min_groups": 4, "split.val_fraction": 0.25}
@@ -71,8 +70,9 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
                 _share_features(out / _slug(share_features_from) / f"split_{seed}", run)
             started = time.time()
             if metadata_in_training:
+                # the validation split is the held-out sightings here: a refit would train on them
                 cfg = recipe.config.with_overrides({**RESIGHTING, "split.split_seed": seed, "split.group_column": group_column,
-                                                    "split.metadata_csv": str(metadata_csv)})
+                                                    "split.metadata_csv": str(metadata_csv), "train.refit": "never"})
                 summary = train(cfg, data_root, run.path)
             else:
                 summary = train(recipe.config, _training_table(competition, held_out.train, out / f"train_csv_split_{seed}"),
@@ -89,6 +89,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
                     rows.append({"recipe": recipe.name, "split_seed": seed, "pairs": subset, "step": step,
                                  "epoch_seconds": summary["train_seconds"], "train_wall_seconds": round(wall, 1),
                                  "best_epoch": summary["best_epoch"], "stage": summary.get("stage", "single"),
+                                 "refit": "refit" in summary,
                                  "selection_metric": summary["selection_metric"],
                                  "validation_score": summary["best"][summary["selection_metric"]],
                                  "choice": summary.get("choice"), "n_val_images": len(paths),
@@ -110,14 +111,14 @@ def _clean_sides(sides):
 
 
 def _share_features(source: Run | Path, target: Run) -> None:
-    """Copy every cached feature file of ``source`` (its own and its head stage's) into ``target``
-    and its head stage; each recipe still reads only the keys its own settings name."""
-    files = sorted(Path(source).glob(f"**/{EMBEDDINGS_DIR}/*.npy"))
-    for folder in (target.path / EMBEDDINGS_DIR, target.path / STAGES_DIR / HEAD / EMBEDDINGS_DIR):
-        if files and not folder.exists():
-            folder.mkdir(parents=True)
-            for file in files:
-                shutil.copyfile(file, folder / file.name)
+    """Copy the cached feature files of ``source`` (where its stages keep them too) into ``target``;
+    each recipe still reads only the keys its own settings name."""
+    files = sorted((Path(source) / EMBEDDINGS_DIR).glob("*.npy"))
+    folder = target.path / EMBEDDINGS_DIR
+    if files and not folder.exists():
+        folder.mkdir(parents=True)
+        for file in files:
+            shutil.copyfile(file, folder / file.name)
 
 
 def summarise(rows: list[dict], steps: tuple[str, ...] = ("raw",)) -> pd.DataFrame:

@@ -49,10 +49,12 @@ def calibrate_run(run: str | Path | Run, data_root: str | Path | None = None, de
     """Open-set calibration of a run on its ``open_set_data``, saved to RUN/open_set.json; when the
     split has groups, also at encounter level (the validation groups played as encounters, for
     ``identify --by-encounter``). ``embedder`` (e.g. an ensemble with this run first) replaces the
-    run's own; then pass ``save=False``."""
+    run's own; then pass ``save=False``. A refitted run is calibrated with its stage trained without
+    the validation photos (``Run.validated_members``): the same recipe, on photos it has not seen."""
     run = run if isinstance(run, Run) else Run(run)
     settings = run.config.open_set
-    data = open_set_data(run, embedder or Embedder.from_runs([run], device=device, backend=backend), data_root)
+    embedder = embedder or Embedder.from_runs(run.validated_members, device=device, backend=backend)
+    data = open_set_data(run, embedder, data_root)
     similarity = data.similarity
 
     def calibrate(encounters=None) -> OpenSetCalibration:

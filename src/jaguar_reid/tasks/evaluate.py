@@ -33,10 +33,11 @@ def validation_set(run: Run, data_root: str | Path | None = None) -> tuple[list[
 
 def evaluate_run(run: str | Path | Run, data_root: str | Path | None = None, device: str = "auto",
                  postprocess: PostprocessConfig | None = None, backend: str = DEFAULT_BACKEND) -> Evaluation:
-    """The ablation on a run's validation split, saved to RUN/evaluation.json."""
+    """The ablation on a run's validation split, saved to RUN/evaluation.json (a refitted run: its
+    stage trained without the validation photos, ``Run.validated_members``)."""
     run = run if isinstance(run, Run) else Run(run)
     paths, labels = validation_set(run, data_root)
-    embedder = Embedder.from_runs([run], device=device, backend=backend)
+    embedder = Embedder.from_runs(run.validated_members, device=device, backend=backend)
     evaluation = evaluate_embedder(embedder, paths, labels, postprocess or run.config.postprocess)
     evaluation.background = background_diagnostic(embedder, paths, labels)
     run.write_evaluation(evaluation.to_json())

@@ -54,8 +54,8 @@ class FeatureViews(Dataset):
 # What the pooled features depend on; the neck, head and loss do not change them.
 
 
-def feature_key(cfg: Config, paths, views: int) -> str:
-    """Names a cache of pooled features: data settings, backbone and pooling, seed, views and images."""
+def feature_key(cfg: Config, views: int, paths=()) -> str:
+    """Names a cache of pooled features: data settings, backbone and pooling, seed, views (and images, when given)."""
     recipe = (f"{cfg.data.model_dump_json()}|{cfg.model.model_dump_json(include=_FEATURE_FIELDS['model'])}|"
               f"{cfg.train.seed}|{views}|{[str(p) for p in paths]}")
     return hashlib.sha1(recipe.encode()).hexdigest()[:16]
@@ -64,21 +64,29 @@ def feature_key(cfg: Config, paths, views: int) -> str:
 def cached_features(cfg: Config, run: Run, model: ReIDModel, images: ImageSet, views: int, device: torch.device,
                     name: str) -> torch.Tensor:
     """Pooled features (N, 1 + views, D) of ``images``: the plain image, then ``views`` augmented ones
-    (seeded by the training seed), cached in the run folder so a resumed run does not recompute them."""
-    key = f"{name}-{feature_key(cfg, images.paths, views)}"
-    stacked = run.cached_embeddings(key)
-    if stacked is None:
+    (seeded by the training seed). Kept per image in ``run.feature_cache`` (a stage's parent), so a
+    resumed run does not recompute them and a refit on every photo embeds only the photos it adds."""
+    store, key = run.feature_cache, f"{name}-{feature_key(cfg, views)}"
+    known, stacked = store.cached_embeddings(f"{key}-paths"), store.cached_embeddings(key)
+    row = {} if known is None or stacked is None else {str(path): i for i, path in enumerate(known)}
+    missing = [i for i, path in enumerate(images.paths) if str(path) not in row]
+    if missing:
         pooled = feature_extractor(cfg, run, model, device)
+        subset = images.subset(missing)
         parts = []
         for view in range(1 + views):
             torch.manual_seed(cfg.train.seed * 7_919 + view)
-            source = images.with_transform(train_transform(cfg.data) if view else None)
+            source = subset.with_transform(train_transform(cfg.data) if view else None)
             parts.append(embed_images(pooled, source, cfg.train.eval_batch_size, device, cfg.train.precision,
                                       channels_last=cfg.train.channels_last,
                                       progress=f"caching {name} features, view {view + 1}/{1 + views}"))
-        stacked = np.stack(parts, axis=1)
-        run.save_embeddings(key, stacked)
-    return torch.from_numpy(stacked)
+        added = np.stack(parts, axis=1)
+        offset = len(row)  # rows past the known paths (a crash between the two saves) are dropped
+        stacked = np.concatenate([stacked[:offset], added]) if offset else added
+        row.update({str(images.paths[i]): offset + j for j, i in enumerate(missing)})
+        store.save_embeddings(key, stacked)  # features first: a crash between the two leaves paths that miss rows, not rows that miss paths
+        store.save_embeddings(f"{key}-paths", np.array(list(row), dtype=str))
+    return torch.from_numpy(stacked[[row[str(path)] for path in images.paths]])
 
 
 def feature_extractor(cfg: Config, run: Run, model: ReIDModel, device: torch.device) -> nn.Module:
@@ -116,7 +124,7 @@ def automatic_groups(cfg: Config, competition: Competition, run: Run, weights: s
     files = competition.train["filename"].tolist()
     device = resolve_device(cfg.train.device)
     images = ImageSet(competition.train_paths(files), None, cfg.data.image_size, cfg.data.alpha, None, cache=False)
-    key = f"groups-{feature_key(cfg, images.paths, 0)}"
+    key = f"groups-{feature_key(cfg, 0, images.paths)}"
     features = run.cached_embeddings(key)
     if features is None:
         with torch.random.fork_rng(devices=[]):  # a random-init backbone: groups depend on the split seed only

@@ -116,11 +116,12 @@ def _epoch_line(record: dict, selection: str) -> str:
 
 def train_one(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None = None,
               distributed: Distributed | None = None, init_from: Run | None = None,
-              start_metrics: dict | None = None) -> dict:
+              start_metrics: dict | None = None, stop_after: int | None = None) -> dict:
     """Train one seed into ``run`` (resuming from its last finished epoch if there is one); returns its summary.
 
     Epoch 0, the first candidate, is the starting model: the pretrained backbone, or the model of
     ``init_from`` (whose validation metrics ``start_metrics`` are, so they are not computed again).
+    ``stop_after``: stop after this epoch, on the schedule of ``train.epochs`` (a refit to the kept epoch).
     """
     distributed = distributed or Distributed()
     session = setup(cfg, competition, split, run, weights, distributed, init_from)
@@ -134,7 +135,7 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
             session.best = {"epoch": 0, "value": session.history[0][selection]}
             if distributed.is_main:
                 save_best(session, {"epoch": "0", "backbone": cfg.model.backbone})
-        for epoch in range(session.start_epoch, cfg.train.epochs):
+        for epoch in range(session.start_epoch, cfg.train.epochs if stop_after is None else stop_after):
             record = train_epoch(session, epoch)
             record.update(validate(session))
             session.history.append(record)

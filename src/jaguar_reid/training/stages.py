@@ -8,18 +8,25 @@ the head itself. The stage's candidate is its last epoch (``finetune.keep_epoch`
 decides, since a small validation split, above all one of automatic groups, picks noise), kept
 only when it validates better than the head on the selection metric (other groups' pairs when
 there are groups): never worse than the head, which is never worse than the frozen features.
+
+With ``train.refit`` the choice is then trained again on every photo, validation included
+(``refit_split``): the head to its kept epoch, and a kept fine-tune from that head to its kept
+epoch, each on the schedule it was chosen with; ``head`` does so only when the head is kept (its
+features are cached: seconds), ``always`` also trains a kept fine-tune a second time. The score on
+new sightings follows the photos trained on; what the split measured stays the run's measurement
+(``evaluate`` and ``calibrate`` score the stage trained without the validation photos).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..config import Config
 from ..data.competition import Competition
 from ..data.split import Split
-from ..runs import STAGES_DIR, Run
+from ..runs import REFIT_SUFFIX, STAGES_DIR, Run
 from .loop import train_one
 from .session import Distributed
 
@@ -67,9 +74,7 @@ def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, 
         ft_cfg = cfg.finetune.stage_config(cfg)
         ft_run = _stage_run(run, FINETUNE, ft_cfg, split, distributed)
         if cfg.finetune.init == "head":
-            start = next(row for row in head_run.history if row["epoch"] == head["best_epoch"])
-            start = {k: v for k, v in start.items() if k not in ("epoch", "loss", "lr", "seconds", "images_per_second")
-                     and not k.startswith("loss_")}
+            start = _start_metrics(next(row for row in head_run.history if row["epoch"] == head["best_epoch"]))
             finetune = train_one(ft_cfg, competition, split, ft_run, None, distributed, init_from=head_run, start_metrics=start)
         else:
             finetune = train_one(ft_cfg, competition, split, ft_run, weights, distributed)
@@ -81,11 +86,52 @@ def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, 
         else:
             lost = "the last fine-tuning epoch did not beat" if ft_cfg.train.keep_epoch == "last" else "no fine-tuning epoch beat"
             choice = f"{choice}; {lost} the head ({versus}): the head is kept"
+    refit = {}
+    wanted = cfg.train.refit == "always" or (cfg.train.refit == "head" and kept == HEAD)
+    if wanted and (split.val or split.unknown) and summaries[kept]["best_epoch"] > 0:
+        refit = _refit(cfg, competition, split, run, weights, distributed, kept, summaries)
+        photos = len(refit_split(split).train)
+        choice = f"{choice}; then trained again on all {photos} photos (train.refit)"
     # "untrained" stays the frozen pretrained model (the fine-tuning stage's epoch 0 is the head).
+    stages = {**summaries, **refit}
     return {**summaries[kept], "untrained": head["untrained"], "stage": kept, "choice": choice,
-            "stages": {name: {k: s[k] for k in ("best_epoch", "epochs", "best", "train_seconds")}
-                       for name, s in summaries.items()},
-            "train_seconds": round(sum(s["train_seconds"] for s in summaries.values()), 3)}
+            **({"refit": kept + REFIT_SUFFIX} if refit else {}),
+            "stages": {name: {k: s[k] for k in ("best_epoch", "epochs", "best", "train_seconds", "n_train_images")}
+                       for name, s in stages.items()},
+            "train_seconds": round(sum(s["train_seconds"] for s in stages.values()), 3)}
+
+
+def refit_split(split: Split) -> Split:
+    """``split`` with every photo in training: validation and held-out identities (each held-out
+    photo its own group). Its validation photos stay, as a log of photos it trained on."""
+    unknown_groups = {name: f"unknown:{name}" for name in split.unknown} if split.groups else {}
+    return replace(split, train=sorted(split.train + split.val + split.unknown), unknown=[], unknown_fraction=0.0,
+                   groups={**split.groups, **unknown_groups},
+                   notes=[*split.notes, "refit: trained on every photo, validation included; its scores on them are not a measurement"])
+
+
+def _refit(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
+           distributed: Distributed, kept: str, summaries: dict) -> dict:
+    """The head, and the fine-tune when it was kept, trained again on ``refit_split``, each stopped at
+    its kept epoch on its own schedule. Returns their summaries by stage folder name."""
+    everything = refit_split(split)
+    head_cfg = cfg.with_overrides({"finetune.mode": "never", "train.keep_epoch": "last", "train.refit": "never"})
+    head_run = _stage_run(run, HEAD + REFIT_SUFFIX, head_cfg, everything, distributed)
+    refit = {head_run.path.name: train_one(head_cfg, competition, everything, head_run, weights, distributed,
+                                           stop_after=summaries[HEAD]["best_epoch"])}
+    if kept == FINETUNE:
+        ft_cfg = cfg.finetune.stage_config(cfg).with_overrides({"train.keep_epoch": "last", "train.refit": "never"})
+        ft_run = _stage_run(run, FINETUNE + REFIT_SUFFIX, ft_cfg, everything, distributed)
+        refit[ft_run.path.name] = train_one(ft_cfg, competition, everything, ft_run, None, distributed, init_from=head_run,
+                                            start_metrics=_start_metrics(head_run.history[-1]),
+                                            stop_after=summaries[FINETUNE]["best_epoch"])
+    return refit
+
+
+def _start_metrics(record: dict) -> dict:
+    """A history record's validation metrics (no epoch, loss or timing): a next stage's epoch 0."""
+    return {k: v for k, v in record.items() if k not in ("epoch", "loss", "lr", "seconds", "images_per_second")
+            and not k.startswith("loss_")}
 
 
 def _stage_run(run: Run, name: str, cfg: Config, split: Split, distributed) -> Run:
