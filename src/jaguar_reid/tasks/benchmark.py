@@ -54,7 +54,8 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
     cache keys still decide: a recipe whose data or backbone differs computes its own).
     ``metadata_in_training=False``: the held-out sightings are the same, but training sees only a
     train.csv of the other photos (no sightings: it splits and selects on its automatic groups),
-    as a Kaggle competitor would; the score is on the held-out sightings.
+    as a Kaggle competitor would; the score is on the held-out sightings. With the sightings in
+    training, its validation split is the held-out sightings, so ``train.refit`` is off there.
     """
     out = Path(out)
     competition = load_competition(data_root)
