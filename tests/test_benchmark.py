@@ -66,6 +66,7 @@ def test_without_metadata_training_sees_neither_sightings_nor_held_out_photos(tm
     assert set(split.train) | set(split.val) == trained_on  # the held-out photos never reached training
     # From train.csv alone the refit trains on every photo of that train.csv, and on nothing held out.
     assert all(r["refit"] for r in without)
+    assert "| head + refit x1 |" in summary_table(without) and "| head x1 |" in summary_table(with_meta)
     assert set(Run(tmp_path / "b" / "default" / "split_0" / "stages" / "head_all").split.train) == trained_on
     assert split.group_column == AUTO_GROUPS
     assert len(trained_on) + with_meta[0]["n_val_images"] == len(pd.read_csv(root / "train.csv"))

@@ -1,5 +1,7 @@
 """ONNX export equals the PyTorch embedder; onnxruntime is an embedding engine."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -84,6 +86,10 @@ def test_head_only_features_from_onnxruntime_equal_pytorch(demo_root, tmp_path):
         out = tmp_path / engine
         train(load_config("lite0-cpu", TINY + [f"train.feature_backend={engine}", "finetune.mode=never"]), demo_root, out)
         features[engine] = {p.name: np.load(p) for p in sorted((out / "embeddings").glob("*.npy"))}
+        # each cached feature set names its photos, row by row: the same photos in the same order either way
+        paths = {name: features[engine].pop(name) for name in [n for n in features[engine] if n.endswith("-paths.npy")]}
+        features[engine + " paths"] = {name: [Path(x).name for x in rows] for name, rows in paths.items()}
+    assert features["torch paths"] == features["onnx paths"] and len(features["torch paths"]) == 2
     # The frozen features that group near-duplicates for the split, then the training and validation features.
     assert features["torch"].keys() == features["onnx"].keys() and len(features["torch"]) == 3
     for name, expected in features["torch"].items():  # pooled features, as the neck and the cosine see them

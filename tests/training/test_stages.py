@@ -111,8 +111,10 @@ def test_refit_trains_the_kept_stage_again_on_every_photo(root, tmp_path, kept):
     assert refit.split.train == sorted(split.train + split.val + split.unknown)  # validation and held-out animals included
     trained = set(Run(stages / kept).classes)
     assert set(refit.classes) > trained if split.unknown else set(refit.classes) == trained  # held-out animals are classes now
-    # Each refitted stage stops at the epoch its stage kept, on the same schedule.
-    for name in ["head"] + (["finetune"] if kept == "finetune" else []):
+    # Each refitted stage stops at the epoch its stage kept, on the same schedule (a fine-tune from its refitted head).
+    refitted = ["head"] + (["finetune"] if kept == "finetune" else [])
+    assert sorted(p.name for p in stages.glob("*_all")) == sorted(f"{name}_all" for name in refitted)
+    for name in refitted:
         refit_history = Run(stages / f"{name}_all").history
         assert refit_history[-1]["epoch"] == summary["stages"][name]["best_epoch"]
         assert refit_history[-1]["lr"] == next(r["lr"] for r in Run(stages / name).history

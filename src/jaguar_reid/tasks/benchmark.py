@@ -143,7 +143,8 @@ def markdown_table(rows: list[dict], steps: tuple[str, ...] = ("raw",)) -> str:
 
 def summary_table(rows: list[dict], step: str = "+ flip TTA") -> str:
     """One line per recipe at ``step``: identity-balanced mAP over all pairs and other groups'
-    pairs, rank-1 over other groups (mean ± std over split seeds), training wall time, kept stages."""
+    pairs, rank-1 over other groups (mean ± std over split seeds), training wall time, kept stages
+    (``+ refit``: trained again on every photo)."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["step"] == step]
     lines = ["| recipe | all pairs | other groups | rank-1, other groups | train min (mean) | kept | split seeds |",
@@ -155,7 +156,9 @@ def summary_table(rows: list[dict], step: str = "+ flip TTA") -> str:
             values = group.loc[group["pairs"] == pairs, metric]
             cell[pairs, metric] = f"{values.mean():.4f} ± {float(np.std(values)):.4f}" if len(values) else ""
         per_seed = group.drop_duplicates("split_seed")
-        kept = ", ".join(f"{stage} x{count}" for stage, count in per_seed["stage"].value_counts().items())
+        refit = per_seed.get("refit", pd.Series(False, index=per_seed.index)).fillna(False).astype(bool)  # older rows: none
+        stages = per_seed["stage"].where(~refit, per_seed["stage"] + " + refit")
+        kept = ", ".join(f"{stage} x{count}" for stage, count in stages.value_counts().items())
         lines.append(f"| {recipe} | {cell['all pairs', 'identity_balanced_map']} | {cell['other groups', 'identity_balanced_map']} | "
                      f"{cell['other groups', 'retrieval_top1']} | {per_seed['train_wall_seconds'].mean() / 60:.1f} | {kept} | "
                      f"{per_seed['split_seed'].nunique()} |")

@@ -112,19 +112,21 @@ def refit_split(split: Split) -> Split:
 
 def _refit(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None,
            distributed: Distributed, kept: str, summaries: dict) -> dict:
-    """The head, and the fine-tune when it was kept, trained again on ``refit_split``, each stopped at
-    its kept epoch on its own schedule. Returns their summaries by stage folder name."""
-    everything = refit_split(split)
-    head_cfg = cfg.with_overrides({"finetune.mode": "never", "train.keep_epoch": "last", "train.refit": "never"})
-    head_run = _stage_run(run, HEAD + REFIT_SUFFIX, head_cfg, everything, distributed)
-    refit = {head_run.path.name: train_one(head_cfg, competition, everything, head_run, weights, distributed,
-                                           stop_after=summaries[HEAD]["best_epoch"])}
+    """The kept stage trained again on ``refit_split``, stopped at its kept epoch on its own schedule,
+    as it was first trained: a fine-tune from the head (refitted first) or from the pretrained
+    backbone (``finetune.init``). Returns their summaries by stage folder name."""
+    everything, refit, head_run = refit_split(split), {}, None
+    if kept == HEAD or cfg.finetune.init == "head":
+        head_cfg = cfg.with_overrides({"finetune.mode": "never", "train.keep_epoch": "last", "train.refit": "never"})
+        head_run = _stage_run(run, HEAD + REFIT_SUFFIX, head_cfg, everything, distributed)
+        refit[head_run.path.name] = train_one(head_cfg, competition, everything, head_run, weights, distributed,
+                                              stop_after=summaries[HEAD]["best_epoch"])
     if kept == FINETUNE:
         ft_cfg = cfg.finetune.stage_config(cfg).with_overrides({"train.keep_epoch": "last", "train.refit": "never"})
         ft_run = _stage_run(run, FINETUNE + REFIT_SUFFIX, ft_cfg, everything, distributed)
-        refit[ft_run.path.name] = train_one(ft_cfg, competition, everything, ft_run, None, distributed, init_from=head_run,
-                                            start_metrics=_start_metrics(head_run.history[-1]),
-                                            stop_after=summaries[FINETUNE]["best_epoch"])
+        start = {"init_from": head_run, "start_metrics": _start_metrics(head_run.history[-1])} if head_run else {}
+        refit[ft_run.path.name] = train_one(ft_cfg, competition, everything, ft_run, None if head_run else weights, distributed,
+                                            stop_after=summaries[FINETUNE]["best_epoch"], **start)
     return refit
 
 
