@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+from jaguar_reid.cli import app
 from jaguar_reid.config import load_config
 from jaguar_reid.data.competition import load_competition
 from jaguar_reid.data.synthetic import make_demo_data
@@ -120,7 +122,10 @@ def test_refit_trains_the_kept_stage_again_on_every_photo(root, tmp_path, kept):
         assert refit_history[-1]["lr"] == next(r["lr"] for r in Run(stages / name).history
                                                if r["epoch"] == summary["stages"][name]["best_epoch"])
     assert not _same_tensors(load_file(refit.path / "best.safetensors"), load_file(stages / kept / "best.safetensors"))
-    # evaluate scores the stage that has not seen the validation photos, not the refit.
+    # evaluate scores the stage that has not seen the validation photos, not the refit, and says so.
+    result = CliRunner().invoke(app, ["evaluate", str(run.path), "--no-report", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"scored {stages / kept}, trained without these validation photos" in result.output
     evaluation = evaluate_run(run)
     assert np.allclose(evaluation.embeddings, Embedder.from_runs(stages / kept).embed(evaluation.paths, flip_tta=True), atol=1e-5)
     assert not np.allclose(evaluation.embeddings, Embedder.from_runs(refit).embed(evaluation.paths, flip_tta=True), atol=1e-3)

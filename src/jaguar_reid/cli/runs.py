@@ -164,6 +164,10 @@ def evaluate(
     trained, cfg, evaluation = _evaluate(run, data_root, device, list(set_ or []), backend)
     typer.echo(format_table(evaluation.rows, marked=evaluation.submission_step))
     typer.echo("(* = the configured chain: what predict writes)")
+    refitted = [(m, v) for m, v in zip(trained.members, trained.validated_members) if m.path != v.path]
+    for model, validated in refitted:
+        typer.echo(f"scored {validated.path}, trained without these validation photos; the run's model, {model.path}, "
+                   "was then trained on every photo (train.refit), so it has seen them")
     for line in evaluation.advice(cfg.postprocess):
         typer.echo(line)
     if evaluation.background:
