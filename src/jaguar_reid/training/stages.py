@@ -90,8 +90,7 @@ def train_stages(cfg: Config, competition: Competition, split: Split, run: Run, 
     wanted = cfg.train.refit == "always" or (cfg.train.refit == "head" and kept == HEAD)
     if wanted and (split.val or split.unknown) and summaries[kept]["best_epoch"] > 0:
         refit = _refit(cfg, competition, split, run, weights, distributed, kept, summaries)
-        photos = len(refit_split(split).train)
-        choice = f"{choice}; then trained again on all {photos} photos (train.refit)"
+        choice = f"{choice}; then trained again on all {refit[kept + REFIT_SUFFIX]['n_train_images']} photos (train.refit)"
     # "untrained" stays the frozen pretrained model (the fine-tuning stage's epoch 0 is the head).
     stages = {**summaries, **refit}
     return {**summaries[kept], "untrained": head["untrained"], "stage": kept, "choice": choice,
