@@ -103,7 +103,7 @@ def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
                 files.append(f"{identity}_{s}_{photo}.jpg")
                 labels.append(f"id{identity}")
                 groups.append(f"{identity}_{s}")
-    split = make_split(files, labels, 0.25, 7, groups, "sighting", min_groups=4)
+    split = make_split(files, labels, 0.25, 7, groups, "sighting", min_groups=4, min_val_groups=1)
     held = {g for f, g in zip(files, groups) if f in split.val}
     assert not any(g.startswith("0_") for g in held)  # fewer than four sightings: all in training
     assert len([g for g in held if g.startswith("1_")]) == 1  # a quarter of 4, at least one
@@ -114,6 +114,39 @@ def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
     assert split.min_groups == 4
     with pytest.raises(DataError, match="min_groups must be at least 2"):
         make_split(files, labels, min_groups=1)
+
+
+def test_validation_holds_two_groups_of_an_identity_where_it_has_four_so_it_has_pairs_across_groups():
+    # A fifth of 5 groups rounds to 1: without min_val_groups no validation pair crosses groups.
+    files, labels, groups = [], [], []
+    sizes = {"id0": [1, 6, 2, 5, 3], "id1": [4, 4, 4], "id2": [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]}
+    for identity, group_sizes in sizes.items():
+        for g, size in enumerate(group_sizes):
+            for photo in range(size):
+                files.append(f"{identity}_{g}_{photo}.jpg")
+                labels.append(identity)
+                groups.append(f"{identity}#{g}")
+    group_of = dict(zip(files, groups))
+    id0_sizes = {f"id0#{g}": n for g, n in enumerate(sizes["id0"])}
+
+    def val_groups(split, identity):
+        return {group_of[f] for f in split.val if f.startswith(identity)}
+
+    for seed in range(6):
+        split = make_split(files, labels, 0.2, seed, groups, "auto")
+        held = val_groups(split, "id0")
+        assert len(held) == 2  # the random draw and one more
+        drawn = val_groups(make_split(files, labels, 0.2, seed, groups, "auto", min_val_groups=1), "id0")
+        assert drawn < held  # the draw stays
+        added = held - drawn
+        others = set(id0_sizes) - drawn
+        assert id0_sizes[added.pop()] == min(id0_sizes[g] for g in others)  # the smallest other group: fewest photos moved
+        assert len(val_groups(split, "id1")) == 1  # three groups: two would leave one in training, the rule needs four
+        assert len(val_groups(split, "id2")) == 2  # round(0.2 x 10) already
+        assert not {group_of[f] for f in split.train} & {group_of[f] for f in split.val}
+    assert split.min_val_groups == 2
+    with pytest.raises(DataError, match="min_val_groups must be at least 1"):
+        make_split(files, labels, min_val_groups=0)
 
 
 def test_unknown_identities_are_held_out_entirely_and_chosen_by_the_split_seed():

@@ -1,8 +1,8 @@
 """The re-sighting benchmark: is a new sighting of a known animal recognised?
 
 For every identity with at least four groups (sightings, encounters, camera-days), about a quarter
-of its groups are held out (``split.min_groups = 4``, ``split.val_fraction = 0.25``); identities
-with fewer stay in training. Each recipe is trained per split seed and scored over all
+of its groups are held out (``split.min_groups = 4``, ``split.val_fraction = 0.25``,
+``split.min_val_groups = 1``); identities with fewer stay in training. Each recipe is trained per split seed and scored over all
 validation pairs, over pairs from different groups only (the honest number: two photos of one
 sighting share background and light), over same-side pairs (an animal's flanks differ) and both;
 frozen pretrained features are a recipe like any other (``train.epochs = 0``). Results are the
@@ -30,7 +30,7 @@ from ..inference.embedder import Embedder
 from ..runs import EMBEDDINGS_DIR, Run
 from ..training.trainer import train
 
-RESIGHTING = {"split.min_groups": 4, "split.val_fraction": 0.25}
+RESIGHTING = {"split.min_groups": 4, "split.val_fraction": 0.25, "split.min_val_groups": 1}
 
 
 @dataclass
@@ -64,7 +64,7 @@ def resighting_benchmark(recipes: list[Recipe], data_root: str | Path, metadata_
     for seed in split_seeds:
         held_out = make_split(files, competition.labels(files), RESIGHTING["split.val_fraction"], seed,
                               read_metadata_column(metadata_csv, group_column, files), group_column,
-                              RESIGHTING["split.min_groups"])
+                              RESIGHTING["split.min_groups"], min_val_groups=RESIGHTING["split.min_val_groups"])
         for recipe in recipes:
             run = Run(out / _slug(recipe.name) / f"split_{seed}")
             if share_features_from and recipe.name != share_features_from:
