@@ -120,6 +120,8 @@ def test_refit_trains_the_kept_stage_again_on_every_photo(root, tmp_path, kept):
     for name in refitted:
         refit_history = Run(stages / f"{name}_all").history
         assert refit_history[-1]["epoch"] == summary["stages"][name]["best_epoch"]
+        # Its validation photos are training photos: validated at its start and end only, nothing to choose between.
+        assert [r["epoch"] for r in refit_history if "pair_auc" in r] == sorted({0, refit_history[-1]["epoch"]})
         assert refit_history[-1]["lr"] == next(r["lr"] for r in Run(stages / name).history
                                                if r["epoch"] == summary["stages"][name]["best_epoch"])
     assert not _same_tensors(load_file(refit.path / "best.safetensors"), load_file(stages / kept / "best.safetensors"))

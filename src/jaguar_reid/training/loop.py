@@ -108,7 +108,7 @@ def selection_key(cfg: Config, split: Split, first_record: dict | None = None) -
 
 def _epoch_line(record: dict, selection: str) -> str:
     parts = [f"{k.removeprefix('loss_')} {v:.4f}" for k, v in record.items() if k.startswith("loss_")]
-    shown = dict.fromkeys([selection, "identity_balanced_map"])
+    shown = [key for key in dict.fromkeys([selection, "identity_balanced_map"]) if key in record]
     metrics = "  ".join(f"{key} {record[key]:.4f}" for key in shown)
     return (f"epoch {record['epoch']}: loss {record['loss']:.4f}{f' ({chr(44).join(parts)})' if len(parts) > 1 else ''}  "
             f"{metrics}  ({record['seconds']:.0f} s, {record['images_per_second']:.1f} img/s)")
@@ -116,12 +116,15 @@ def _epoch_line(record: dict, selection: str) -> str:
 
 def train_one(cfg: Config, competition: Competition, split: Split, run: Run, weights: str | None = None,
               distributed: Distributed | None = None, init_from: Run | None = None,
-              start_metrics: dict | None = None, stop_after: int | None = None) -> dict:
+              start_metrics: dict | None = None, stop_after: int | None = None,
+              validate_each_epoch: bool = True) -> dict:
     """Train one seed into ``run`` (resuming from its last finished epoch if there is one); returns its summary.
 
     Epoch 0, the first candidate, is the starting model: the pretrained backbone, or the model of
     ``init_from`` (whose validation metrics ``start_metrics`` are, so they are not computed again).
     ``stop_after``: stop after this epoch, on the schedule of ``train.epochs`` (a refit to the kept epoch).
+    ``validate_each_epoch=False``: validate the first and last epochs only (a refit, whose
+    validation photos are training photos: nothing to choose, with ``train.keep_epoch = "last"``).
     """
     distributed = distributed or Distributed()
     session = setup(cfg, competition, split, run, weights, distributed, init_from)
@@ -135,13 +138,17 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
             session.best = {"epoch": 0, "value": session.history[0][selection]}
             if distributed.is_main:
                 save_best(session, {"epoch": "0", "backbone": cfg.model.backbone})
-        for epoch in range(session.start_epoch, cfg.train.epochs if stop_after is None else stop_after):
+        last_epoch = cfg.train.epochs if stop_after is None else stop_after
+        if not validate_each_epoch and cfg.train.keep_epoch != "last":
+            raise ValueError("training without validating each epoch must keep the last epoch (train.keep_epoch = 'last')")
+        for epoch in range(session.start_epoch, last_epoch):
             record = train_epoch(session, epoch)
-            record.update(validate(session))
+            if validate_each_epoch or epoch + 1 == last_epoch:
+                record.update(validate(session))
             session.history.append(record)
             improved = cfg.train.keep_epoch == "last" or record[selection] > session.best["value"]
             if improved:
-                session.best = {"epoch": epoch + 1, "value": record[selection]}
+                session.best = {"epoch": epoch + 1, "value": record.get(selection, math.nan)}
             if distributed.is_main:
                 save_checkpoint(session, epoch + 1, improved)
                 tqdm.write(_epoch_line(record, selection))

@@ -119,13 +119,13 @@ def _refit(cfg: Config, competition: Competition, split: Split, run: Run, weight
         head_cfg = cfg.with_overrides({"finetune.mode": "never", "train.keep_epoch": "last", "train.refit": "never"})
         head_run = _stage_run(run, HEAD + REFIT_SUFFIX, head_cfg, everything, distributed)
         refit[head_run.path.name] = train_one(head_cfg, competition, everything, head_run, weights, distributed,
-                                              stop_after=summaries[HEAD]["best_epoch"])
+                                              stop_after=summaries[HEAD]["best_epoch"], validate_each_epoch=False)
     if kept == FINETUNE:
         ft_cfg = cfg.finetune.stage_config(cfg).with_overrides({"train.keep_epoch": "last", "train.refit": "never"})
         ft_run = _stage_run(run, FINETUNE + REFIT_SUFFIX, ft_cfg, everything, distributed)
         start = {"init_from": head_run, "start_metrics": _start_metrics(head_run.history[-1])} if head_run else {}
         refit[ft_run.path.name] = train_one(ft_cfg, competition, everything, ft_run, None if head_run else weights, distributed,
-                                            stop_after=summaries[FINETUNE]["best_epoch"], **start)
+                                            stop_after=summaries[FINETUNE]["best_epoch"], validate_each_epoch=False, **start)
     return refit
 
 
