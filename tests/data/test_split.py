@@ -103,7 +103,7 @@ def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
                 files.append(f"{identity}_{s}_{photo}.jpg")
                 labels.append(f"id{identity}")
                 groups.append(f"{identity}_{s}")
-    split = make_split(files, labels, 0.25, 7, groups, "sighting", min_groups=4, min_val_groups=1)
+    split = make_split(files, labels, 0.25, 7, groups, "sighting", min_groups=4)
     held = {g for f, g in zip(files, groups) if f in split.val}
     assert not any(g.startswith("0_") for g in held)  # fewer than four sightings: all in training
     assert len([g for g in held if g.startswith("1_")]) == 1  # a quarter of 4, at least one
@@ -117,7 +117,7 @@ def test_resighting_holdout_keeps_rarely_seen_animals_in_training():
 
 
 def test_validation_holds_two_groups_of_an_identity_where_it_has_four_so_it_has_pairs_across_groups():
-    # A fifth of 5 groups rounds to 1: without min_val_groups no validation pair crosses groups.
+    # A fifth of 5 groups rounds to 1: with the default min_val_groups=1 no validation pair crosses groups.
     files, labels, groups = [], [], []
     sizes = {"id0": [1, 6, 2, 5, 3], "id1": [4, 4, 4], "id2": [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]}
     for identity, group_sizes in sizes.items():
@@ -133,10 +133,10 @@ def test_validation_holds_two_groups_of_an_identity_where_it_has_four_so_it_has_
         return {group_of[f] for f in split.val if f.startswith(identity)}
 
     for seed in range(6):
-        split = make_split(files, labels, 0.2, seed, groups, "auto")
+        split = make_split(files, labels, 0.2, seed, groups, "auto", min_val_groups=2)
         held = val_groups(split, "id0")
         assert len(held) == 2  # the random draw and one more
-        drawn = val_groups(make_split(files, labels, 0.2, seed, groups, "auto", min_val_groups=1), "id0")
+        drawn = val_groups(make_split(files, labels, 0.2, seed, groups, "auto"), "id0")
         assert drawn < held  # the draw stays
         added = held - drawn
         others = set(id0_sizes) - drawn

@@ -69,12 +69,11 @@ def test_head_is_kept_when_fine_tuning_hurts(root, tmp_path, init, keep, says):
 
 @pytest.mark.slow
 def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
-    # Random-init backbone: the head on frozen random features learns little, fine-tuning it learns the patterns
-    # (on this split: with two photos of the smaller animals in validation the head wins here).
+    # Random-init backbone: the head on frozen random features learns little, fine-tuning it learns the patterns.
     cfg = load_config("lite0-cpu", SMALL + [
         "model.pretrained=none", "finetune.mode=always", "finetune.epochs=4", "finetune.image_size=48", "finetune.lr=2e-3",
         "finetune.head_lr=2e-3", "finetune.freeze_stages=0", "finetune.arcface_scale=10", "finetune.arcface_margin=0.1",
-        "split.auto_groups=false", "split.min_val_groups=1", "train.selection_metric=pair_auc", "train.refit=head"])
+        "split.auto_groups=false", "train.selection_metric=pair_auc", "train.refit=head"])
     summary = train(cfg, root, tmp_path / "run")
     assert summary["stage"] == "finetune", summary["choice"]
     assert "refit" not in summary and not (tmp_path / "run" / "stages" / "head_all").exists()  # refit=head: a kept head only
@@ -96,7 +95,7 @@ def test_fine_tuning_is_kept_when_it_validates_better(root, tmp_path):
 def test_refit_trains_the_kept_stage_again_on_every_photo(root, tmp_path, kept):
     fine_tune = ["model.pretrained=none", "finetune.mode=always", "finetune.epochs=4", "finetune.image_size=48",
                  "finetune.lr=2e-3", "finetune.head_lr=2e-3", "finetune.freeze_stages=0", "finetune.arcface_scale=10",
-                 "finetune.arcface_margin=0.1", "train.selection_metric=pair_auc", "split.min_val_groups=1"]
+                 "finetune.arcface_margin=0.1", "train.selection_metric=pair_auc"]
     keep_head = ["finetune.mode=auto", "finetune.min_images_per_identity=1000"]  # too few photos: the head only
     cfg = load_config("lite0-cpu", SMALL + (fine_tune if kept == "finetune" else keep_head) +
                       ["split.auto_groups=false", f"train.refit={'head' if kept == 'head' else 'always'}"] +
