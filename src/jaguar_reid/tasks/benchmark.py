@@ -2,10 +2,10 @@
 
 For every identity with at least four groups (sightings, encounters, camera-days), about a quarter
 of its groups are held out (``split.min_groups = 4``, ``split.val_fraction = 0.25``,
-``split.min_val_groups = 1``); identities with fewer stay in training. Each recipe is trained per split seed and scored over all
-validation pairs, over pairs from different groups only (the honest number: two photos of one
-sighting share background and light), over same-side pairs (an animal's flanks differ) and both;
-frozen pretrained features are a recipe like any other (``train.epochs = 0``). Results are the
+``split.min_val_groups = 1``); identities with fewer stay in training. Each recipe is trained per
+split seed and scored over all validation pairs, over pairs from different groups only (the
+honest number: two photos of one sighting share background and light), over same-side pairs (an
+animal's flanks differ) and both; frozen pretrained features are a recipe like any other (``train.epochs = 0``). Results are the
 mean and standard deviation over split seeds.
 """
 

@@ -109,8 +109,8 @@ def selection_key(cfg: Config, split: Split, first_record: dict | None = None) -
 def _epoch_line(record: dict, selection: str) -> str:
     parts = [f"{k.removeprefix('loss_')} {v:.4f}" for k, v in record.items() if k.startswith("loss_")]
     shown = [key for key in dict.fromkeys([selection, "identity_balanced_map"]) if key in record]
-    metrics = "  ".join(f"{key} {record[key]:.4f}" for key in shown)
-    return (f"epoch {record['epoch']}: loss {record['loss']:.4f}{f' ({chr(44).join(parts)})' if len(parts) > 1 else ''}  "
+    metrics = "".join(f"  {key} {record[key]:.4f}" for key in shown)  # none on an epoch that was not validated
+    return (f"epoch {record['epoch']}: loss {record['loss']:.4f}{f' ({chr(44).join(parts)})' if len(parts) > 1 else ''}"
             f"{metrics}  ({record['seconds']:.0f} s, {record['images_per_second']:.1f} img/s)")
 
 
@@ -126,6 +126,8 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
     ``validate_each_epoch=False``: validate the first and last epochs only (a refit, whose
     validation photos are training photos: nothing to choose, with ``train.keep_epoch = "last"``).
     """
+    if not validate_each_epoch and cfg.train.keep_epoch != "last":
+        raise ValueError("training without validating each epoch must keep the last epoch (train.keep_epoch = 'last')")
     distributed = distributed or Distributed()
     session = setup(cfg, competition, split, run, weights, distributed, init_from)
     with tf32(session.device, cfg.train.tf32):
@@ -139,8 +141,6 @@ def train_one(cfg: Config, competition: Competition, split: Split, run: Run, wei
             if distributed.is_main:
                 save_best(session, {"epoch": "0", "backbone": cfg.model.backbone})
         last_epoch = cfg.train.epochs if stop_after is None else stop_after
-        if not validate_each_epoch and cfg.train.keep_epoch != "last":
-            raise ValueError("training without validating each epoch must keep the last epoch (train.keep_epoch = 'last')")
         for epoch in range(session.start_epoch, last_epoch):
             record = train_epoch(session, epoch)
             if validate_each_epoch or epoch + 1 == last_epoch:
